@@ -1,0 +1,38 @@
+# Two commands for a fresh machine: `make run` and `make test`. Each sets itself up.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+PORT ?= 5000
+FLASK := $(BIN)/flask --app florent
+
+.PHONY: install run test lint clean
+
+install: $(VENV)/.installed
+
+# Re-install when the dependencies change.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+run: install
+	$(FLASK) db upgrade
+	@echo
+	@echo "Florent is starting on http://127.0.0.1:$(PORT) (embedded PostgreSQL unless DATABASE_URL is set)."
+	@echo "Get a development token, then create a conversation:"
+	@echo "  TOKEN=\$$($(FLASK) dev-token --user user_dev --org org_dev)"
+	@echo "  curl -i -X POST http://127.0.0.1:$(PORT)/api/florent/conversations \\"
+	@echo "       -H \"Authorization: Bearer \$$TOKEN\" -H 'Content-Type: application/json' -d '{}'"
+	@echo
+	$(FLASK) run --host 127.0.0.1 --port $(PORT)
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

@@ -1,0 +1,131 @@
+"""The JSON API under /api: thin views that call schemas and services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response, current_app, request, url_for
+
+from . import conversations
+from .auth import authenticate_request, current_caller
+from .conversations import ConversationNotFound
+from .cursors import InvalidCursor, decode_cursor, encode_cursor
+from .errors import ApiError, issue, json_response
+from .schemas import (
+    ConversationCreateSchema,
+    ConversationDetailSchema,
+    ConversationListQuerySchema,
+    ConversationPageSchema,
+    ConversationRenameSchema,
+    ConversationResponseSchema,
+    MessageCreatedSchema,
+    MessageCreateSchema,
+    load,
+)
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+bp.before_request(authenticate_request)
+
+conversation_create_schema = ConversationCreateSchema()
+conversation_list_query_schema = ConversationListQuerySchema()
+conversation_rename_schema = ConversationRenameSchema()
+message_create_schema = MessageCreateSchema()
+conversation_response_schema = ConversationResponseSchema()
+conversation_page_schema = ConversationPageSchema()
+conversation_detail_schema = ConversationDetailSchema()
+message_created_schema = MessageCreatedSchema()
+
+
+def json_body() -> Any:
+    """The request body as JSON, whatever Content-Type says; an empty body is `{}`.
+
+    `curl -d` sends form-encoded bodies by default, so the header is not trusted to
+    tell us anything.
+    """
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # Also covers invalid UTF-8, lone surrogates and nesting deeper than 1024.
+        raise ApiError(
+            400, "invalid_body", [issue([], "invalid_json", "The body is not valid JSON.")]
+        ) from None
+
+
+@bp.errorhandler(ConversationNotFound)
+def conversation_not_found(_: ConversationNotFound) -> Response:
+    return json_response({"error": "not_found"}, 404)
+
+
+@bp.post("/florent/conversations")
+def create_conversation() -> Response:
+    """Start a new conversation owned by the caller."""
+    fields = load(conversation_create_schema, json_body())
+    conversation = conversations.create_conversation(
+        current_caller(), model=current_app.config["FLORENT_MODEL"], **fields
+    )
+    return json_response(
+        conversation_response_schema.dump({"conversation": conversation}),
+        201,
+        {"Location": url_for(".get_conversation", conversation_id=conversation.id)},
+    )
+
+
+@bp.get("/florent/conversations")
+def list_conversations() -> Response:
+    """One page of the caller's conversations, most recently updated first."""
+    caller, secret = current_caller(), current_app.config["SECRET_KEY"]
+    query = load(conversation_list_query_schema, request.args.to_dict(), error_code="invalid_query")
+    try:
+        after = decode_cursor(query["cursor"], caller, secret) if query["cursor"] else None
+    except InvalidCursor:
+        raise ApiError(
+            400, "invalid_query", [issue(["cursor"], "invalid_cursor", "Not a cursor from this list.")]
+        ) from None
+    page = conversations.list_conversations(caller, limit=query["limit"], after=after)
+    next_cursor = encode_cursor(page.next_cursor, caller, secret) if page.next_cursor else None
+    return json_response(
+        conversation_page_schema.dump(
+            {"conversations": page.conversations, "next_cursor": next_cursor}
+        ),
+        200,
+    )
+
+
+@bp.get("/florent/conversations/<conversation_id>")
+def get_conversation(conversation_id: str) -> Response:
+    """The conversation and its messages, oldest first."""
+    conversation, messages = conversations.get_conversation(current_caller(), conversation_id)
+    return json_response(
+        conversation_detail_schema.dump({"conversation": conversation, "messages": messages}), 200
+    )
+
+
+@bp.patch("/florent/conversations/<conversation_id>")
+def rename_conversation(conversation_id: str) -> Response:
+    """Give the conversation a new title."""
+    fields = load(conversation_rename_schema, json_body())
+    conversation = conversations.rename_conversation(current_caller(), conversation_id, **fields)
+    return json_response(conversation_response_schema.dump({"conversation": conversation}), 200)
+
+
+@bp.delete("/florent/conversations/<conversation_id>")
+def delete_conversation(conversation_id: str) -> Response:
+    """Delete the conversation and all its messages."""
+    conversations.delete_conversation(current_caller(), conversation_id)
+    return Response(status=204)
+
+
+@bp.post("/florent/conversations/<conversation_id>/messages")
+def append_message(conversation_id: str) -> Response:
+    """Add the caller's message to the conversation."""
+    fields = load(message_create_schema, json_body())
+    message, conversation = conversations.append_message(
+        current_caller(), conversation_id, role="user", **fields
+    )
+    return json_response(
+        message_created_schema.dump({"message": message, "conversation": conversation}), 201
+    )

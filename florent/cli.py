@@ -1,0 +1,74 @@
+"""flask commands: API keys and development tokens."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from . import apikeys
+from .schemas import format_timestamp
+
+api_keys_cli = AppGroup("api-keys", help="Issue, list and revoke organization API keys.")
+
+
+@api_keys_cli.command("create")
+@click.option("--org", "org_id", required=True, help="Organization id the key belongs to.")
+@click.option("--name", required=True, help="A name people will recognise the key by.")
+def create_api_key(org_id: str, name: str) -> None:
+    """Issue a key. Its plaintext is printed once, alone on the last line."""
+    if not (1 <= len(org_id) <= 255 and 1 <= len(name) <= 100):
+        raise click.BadParameter("--org must be 1-255 and --name 1-100 characters")
+    key, plaintext = apikeys.issue_api_key(org_id, name)
+    click.echo(f"Created API key {key.id} ({key.prefix}...) for organization {org_id}.", err=True)
+    click.echo("Store it now: it cannot be shown again.", err=True)
+    click.echo(plaintext)
+
+
+@api_keys_cli.command("list")
+@click.option("--org", "org_id", help="Only this organization's keys.")
+def list_api_keys(org_id: str | None) -> None:
+    """List keys (never their secrets)."""
+    rows = [("ID", "PREFIX", "NAME", "ORG", "CREATED", "LAST USED", "REVOKED")]
+    for key in apikeys.list_api_keys(org_id):
+        rows.append(
+            (
+                key.id,
+                key.prefix,
+                key.name,
+                key.org_id,
+                format_timestamp(key.created_at),
+                format_timestamp(key.last_used_at) if key.last_used_at else "-",
+                format_timestamp(key.revoked_at) if key.revoked_at else "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+@api_keys_cli.command("revoke")
+@click.argument("key")
+def revoke_api_key(key: str) -> None:
+    """Revoke a key, given its id or its plaintext."""
+    revoked = apikeys.revoke_api_key(key)
+    if revoked is None:
+        raise click.ClickException("no such API key")
+    click.echo(f"Revoked API key {revoked.id} ({revoked.prefix}...).")
+
+
+@click.command("dev-token")
+@click.option("--user", "user_id", required=True, help="The user id (the token's sub).")
+@click.option("--org", "org_id", required=True, help="The organization id (org_id).")
+@click.option("--ttl", default=3600 * 12, show_default=True, help="Lifetime in seconds.")
+def dev_token(user_id: str, org_id: str, ttl: int) -> None:
+    """Print a session JWT the development server accepts."""
+    authenticator = current_app.extensions["florent.auth"]
+    if authenticator.dev_key is None:
+        raise click.ClickException("dev tokens are refused in production")
+    click.echo(authenticator.dev_key.sign(user_id, org_id, issuer=authenticator.issuer, ttl=ttl))
+
+
+def register_cli(app: Flask) -> None:
+    app.cli.add_command(api_keys_cli)
+    app.cli.add_command(dev_token)

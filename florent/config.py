@@ -1,0 +1,88 @@
+"""Settings read from the environment once, at start-up.
+
+A missing production setting stops the app with a message naming the variable,
+rather than letting it start half-configured.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+WORKOS_JWKS_URL_TEMPLATE = "https://api.workos.com/sso/jwks/{client_id}"
+DEFAULT_MODEL = "florent-gpt-4"
+ENVIRONMENTS = ("development", "production")
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a service that can start."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    database_url: str | None
+    secret_key: str | None
+    jwks_url: str | None
+    issuer: str | None
+    audience: str | None
+    model: str
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+
+def read_settings(environ: Mapping[str, str] = os.environ) -> Settings:
+    def get(name: str) -> str | None:
+        value = environ.get(name, "").strip()
+        return value or None
+
+    env = get("FLORENT_ENV") or "development"
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"FLORENT_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+
+    jwks_url = get("WORKOS_JWKS_URL")
+    client_id = get("WORKOS_CLIENT_ID")
+    if jwks_url is None and client_id is not None:
+        jwks_url = WORKOS_JWKS_URL_TEMPLATE.format(client_id=client_id)
+
+    settings = Settings(
+        env=env,
+        database_url=get("DATABASE_URL"),
+        secret_key=get("SECRET_KEY"),
+        jwks_url=jwks_url,
+        issuer=get("WORKOS_ISSUER"),
+        audience=get("WORKOS_AUDIENCE"),
+        model=get("FLORENT_MODEL") or DEFAULT_MODEL,
+    )
+    if settings.is_production:
+        missing = [
+            name
+            for name, value in (
+                ("DATABASE_URL", settings.database_url),
+                ("SECRET_KEY", settings.secret_key),
+                ("WORKOS_JWKS_URL or WORKOS_CLIENT_ID", settings.jwks_url),
+            )
+            if value is None
+        ]
+        if missing:
+            raise ConfigError(f"production needs {', '.join(missing)} in the environment")
+    if jwks_url is not None and urlsplit(jwks_url).scheme not in ("http", "https"):
+        raise ConfigError("WORKOS_JWKS_URL must be an http(s) URL")
+    return settings
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """Turn a libpq-style URL into one for SQLAlchemy's psycopg 3 dialect.
+
+    Operators hand us the URL their other tools use (`postgres://`, `postgresql://`,
+    `?host=/socket/dir`); the driver choice is ours, not theirs.
+    """
+    parts = urlsplit(database_url)
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme not in ("postgres", "postgresql"):
+        raise ConfigError("DATABASE_URL must be a postgresql:// URL")
+    return urlunsplit(parts._replace(scheme="postgresql+psycopg"))

@@ -1,0 +1,192 @@
+"""Use cases on conversations. Each function is one transaction, committed here.
+
+Every query is scoped to the caller: a conversation owned by anyone else, in any
+organization, does not exist for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Row, delete, func, insert, select, tuple_, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from .auth import Caller
+from .extensions import db
+from .ids import is_object_id
+from .models import Conversation, Message
+
+DEFAULT_TITLE = "New conversation"
+
+# Hot paths read plain rows through SQLAlchemy Core: the schemas dump them by
+# attribute just like ORM objects, without the cost of building identity-mapped objects.
+CONVERSATION_COLUMNS = tuple(Conversation.__table__.c)
+MESSAGE_COLUMNS = tuple(Message.__table__.c)
+
+
+class ConversationNotFound(Exception):
+    """Unknown, malformed, or owned by someone else: the caller cannot tell which."""
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """Where a page of the list ended: the last row's (updated_at, id)."""
+
+    updated_at: datetime
+    id: str
+
+
+@dataclass(frozen=True)
+class ConversationPage:
+    conversations: list[Row]
+    next_cursor: PageCursor | None
+
+
+def _owned_by(caller: Caller, conversation_id: str) -> ColumnElement[bool]:
+    return (
+        (Conversation.id == conversation_id)
+        & (Conversation.org_id == caller.org_id)
+        & (Conversation.user_id == caller.user_id)
+    )
+
+
+def _next_change_time() -> ColumnElement[datetime]:
+    """Now, at millisecond precision, but always after the previous change.
+
+    Two changes within one millisecond still move `updated_at` forward, and so
+    keep a conversation's messages and updates in a strict order. `now()` is fixed
+    for the transaction, so every use of this within one statement is the same time.
+    """
+    return func.greatest(
+        func.date_trunc("milliseconds", func.now()),
+        Conversation.updated_at + timedelta(milliseconds=1),
+    )
+
+
+def create_conversation(
+    caller: Caller,
+    *,
+    model: str,
+    title: str = DEFAULT_TITLE,
+    user_display: str | None = None,
+    timezone: str | None = None,
+) -> Row:
+    conversation = db.session.execute(
+        insert(Conversation)
+        .values(
+            org_id=caller.org_id,
+            user_id=caller.user_id,
+            title=title,
+            model=model,
+            user_display=user_display,
+            timezone=timezone,
+        )
+        .returning(*CONVERSATION_COLUMNS)
+    ).one()
+    db.session.commit()
+    return conversation
+
+
+def list_conversations(caller: Caller, *, limit: int, after: PageCursor | None) -> ConversationPage:
+    """The caller's conversations, most recently updated first, one keyset page."""
+    query = (
+        select(*CONVERSATION_COLUMNS)
+        .where(Conversation.org_id == caller.org_id, Conversation.user_id == caller.user_id)
+        .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+        # One extra row tells whether another page exists without a count.
+        .limit(limit + 1)
+    )
+    if after is not None:
+        query = query.where(
+            tuple_(Conversation.updated_at, Conversation.id) < tuple_(after.updated_at, after.id)
+        )
+    rows = db.session.execute(query).all()
+    db.session.rollback()  # read-only: end the transaction, return the connection
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = PageCursor(page[-1].updated_at, page[-1].id) if more else None
+    return ConversationPage(page, next_cursor)
+
+
+def get_conversation(caller: Caller, conversation_id: str) -> tuple[Row, list[Row]]:
+    """The conversation and its messages, oldest first."""
+    if not is_object_id(conversation_id):
+        raise ConversationNotFound()
+    conversation = db.session.execute(
+        select(*CONVERSATION_COLUMNS).where(_owned_by(caller, conversation_id))
+    ).first()
+    if conversation is None:
+        db.session.rollback()
+        raise ConversationNotFound()
+    messages = db.session.execute(
+        select(*MESSAGE_COLUMNS)
+        .where(Message.conversation_id == conversation_id)
+        .order_by(Message.created_at, Message.id)
+    ).all()
+    db.session.rollback()
+    return conversation, messages
+
+
+def rename_conversation(caller: Caller, conversation_id: str, *, title: str) -> Row:
+    if not is_object_id(conversation_id):
+        raise ConversationNotFound()
+    conversation = db.session.execute(
+        update(Conversation)
+        .where(_owned_by(caller, conversation_id))
+        .values(title=title, updated_at=_next_change_time())
+        .returning(*CONVERSATION_COLUMNS)
+    ).first()
+    if conversation is None:
+        db.session.rollback()
+        raise ConversationNotFound()
+    db.session.commit()
+    return conversation
+
+
+def delete_conversation(caller: Caller, conversation_id: str) -> None:
+    """Delete the conversation; its messages go with it (ON DELETE CASCADE)."""
+    if not is_object_id(conversation_id):
+        raise ConversationNotFound()
+    deleted = db.session.execute(
+        delete(Conversation).where(_owned_by(caller, conversation_id)).returning(Conversation.id)
+    ).first()
+    if deleted is None:
+        db.session.rollback()
+        raise ConversationNotFound()
+    db.session.commit()
+
+
+def append_message(caller: Caller, conversation_id: str, *, role: str, content: str) -> tuple[Row, Row]:
+    """Add a message and update the conversation's count and times, atomically.
+
+    The UPDATE takes the conversation's row lock first, so concurrent appends to one
+    conversation queue behind each other: no lost count, and one lock means no deadlock.
+    """
+    if not is_object_id(conversation_id):
+        raise ConversationNotFound()
+    changed_at = _next_change_time()
+    conversation = db.session.execute(
+        update(Conversation)
+        .where(_owned_by(caller, conversation_id))
+        .values(
+            message_count=Conversation.message_count + 1,
+            last_message_at=changed_at,
+            updated_at=changed_at,
+        )
+        .returning(*CONVERSATION_COLUMNS)
+    ).first()
+    if conversation is None:
+        db.session.rollback()
+        raise ConversationNotFound()
+    message = db.session.execute(
+        insert(Message)
+        .values(
+            conversation_id=conversation_id,
+            role=role,
+            content=content,
+            created_at=conversation.updated_at,
+        )
+        .returning(*MESSAGE_COLUMNS)
+    ).one()
+    db.session.commit()
+    return message, conversation

@@ -1,0 +1,119 @@
+"""One JSON error shape for the whole API: {"error": code, "issues"?: [...]}.
+
+Handlers live on the app, not a blueprint, so routing 404s and 405s under /api
+are JSON too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+from flask import Flask, Response, request
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from .extensions import db
+
+log = logging.getLogger(__name__)
+
+HTTP_ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "rate_limited",
+    503: "service_unavailable",
+}
+
+# PostgreSQL SQLSTATE class 22 is "data exception": bad input that slipped past
+# validation. It is the client's fault, so it is a 400, never a 500.
+DATA_EXCEPTION_CLASS = "22"
+
+
+class ApiError(Exception):
+    """An error a client should see, with its status and machine-readable code."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        issues: list[dict[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ):
+        super().__init__(code)
+        self.status = status
+        self.code = code
+        self.issues = issues
+        self.headers = dict(headers or {})
+
+
+def issue(path: Iterable[str | int], code: str, message: str) -> dict[str, Any]:
+    return {"path": list(path), "code": code, "message": message}
+
+
+def json_response(body: Any, status: int, headers: Mapping[str, str] | None = None) -> Response:
+    response = Response(orjson.dumps(body), status=status, mimetype="application/json")
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def error_response(error: ApiError) -> Response:
+    body: dict[str, Any] = {"error": error.code}
+    if error.issues is not None:
+        body["issues"] = error.issues
+    return json_response(body, error.status, error.headers)
+
+
+def _is_api_request() -> bool:
+    return request.path == "/api" or request.path.startswith("/api/")
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def handle_api_error(error: ApiError) -> Response:
+        db.session.rollback()
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(error: HTTPException) -> Response | HTTPException:
+        if not _is_api_request():
+            return error
+        status = error.code or 500
+        code = HTTP_ERROR_CODES.get(status, "bad_request" if status < 500 else "internal_error")
+        allowed = getattr(error, "valid_methods", None)
+        headers = {"Allow": ", ".join(allowed)} if allowed else None
+        return error_response(ApiError(status, code, headers=headers))
+
+    @app.errorhandler(DBAPIError)
+    def handle_database_error(error: DBAPIError) -> Response:
+        db.session.rollback()
+        sqlstate = getattr(error.orig, "sqlstate", None) or ""
+        if sqlstate.startswith(DATA_EXCEPTION_CLASS):
+            log.warning("data exception reached the database: %s", sqlstate)
+            return error_response(
+                ApiError(400, "invalid_body", [issue([], "invalid_value", "A value is not valid.")])
+            )
+        if isinstance(error, OperationalError) or error.connection_invalidated:
+            log.error("database unavailable: %s", error.orig.__class__.__name__)
+            return error_response(
+                ApiError(503, "service_unavailable", headers={"Retry-After": "1"})
+            )
+        log.exception("database error")
+        return error_response(ApiError(500, "internal_error"))
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(error: Exception) -> Response | HTTPException:
+        db.session.rollback()
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if not _is_api_request():
+            return InternalServerError()
+        return error_response(ApiError(500, "internal_error"))

@@ -1,0 +1,102 @@
+"""The stored domain: conversations and the organization API keys that may own them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, LargeBinary, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .extensions import db
+from .ids import new_object_id
+
+# Times are kept at the millisecond precision the API shows, so what a client reads
+# back is exactly what is stored (and what a cursor compares against).
+NOW_MS = text("date_trunc('milliseconds', now())")
+OBJECT_ID_CHECK = "id ~ '^[0-9a-f]{24}$'"
+# Every plaintext API key starts with this, so secret scanners and people can spot one.
+API_KEY_SCHEME = "flk_"
+
+
+class Conversation(db.Model):
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_object_id)
+    org_id: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(String(255))
+    title: Mapped[str] = mapped_column(String(120))
+    model: Mapped[str] = mapped_column(String(100))
+    user_display: Mapped[str | None] = mapped_column(String(200))
+    timezone: Mapped[str | None] = mapped_column(String(100))
+    message_count: Mapped[int] = mapped_column(server_default=text("0"))
+    last_message_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW_MS)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW_MS)
+
+    __table_args__ = (
+        CheckConstraint(OBJECT_ID_CHECK, name="id_is_object_id"),
+        CheckConstraint("char_length(title) BETWEEN 1 AND 120", name="title_length"),
+        CheckConstraint("message_count >= 0", name="message_count_not_negative"),
+        # Serves "this caller's conversations, most recently updated first" and its
+        # keyset pagination on (updated_at, id).
+        Index(
+            "ix_conversations_owner_recent",
+            "org_id",
+            "user_id",
+            text("updated_at DESC"),
+            text("id DESC"),
+        ),
+    )
+
+
+class Message(db.Model):
+    __tablename__ = "messages"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_object_id)
+    conversation_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW_MS)
+
+    __table_args__ = (
+        CheckConstraint(OBJECT_ID_CHECK, name="id_is_object_id"),
+        CheckConstraint("role IN ('user', 'assistant')", name="role_known"),
+        # A conversation's messages, oldest first; also serves the cascade on delete.
+        Index("ix_messages_conversation_order", "conversation_id", "created_at", "id"),
+    )
+
+
+class ApiKey(db.Model):
+    """An organization API key. Only a SHA-256 of its secret is stored.
+
+    The secret is 256 random bits, so a fast hash is as strong as a slow one here and
+    keeps verification cheap on every request.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_object_id)
+    org_id: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW_MS)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (CheckConstraint(OBJECT_ID_CHECK, name="id_is_object_id"),)
+
+    @property
+    def prefix(self) -> str:
+        """What people see to tell keys apart: the start of the plaintext key."""
+        return f"{API_KEY_SCHEME}{self.id[:8]}"
+
+    @property
+    def user_id(self) -> str:
+        """The identity the key acts as inside its organization, stable for its life."""
+        return api_key_user_id(self.id)
+
+
+def api_key_user_id(key_id: str) -> str:
+    return f"apikey_{key_id}"
