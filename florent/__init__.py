@@ -54,6 +54,10 @@ def create_app(settings: Settings | None = None, *, instance_path: str | None = 
 
     register_error_handlers(app)
 
+    from .admin import init_admin
+
+    init_admin(app)
+
     from .cli import register_cli
 
     register_cli(app)

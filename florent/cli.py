@@ -8,6 +8,7 @@ from flask.cli import AppGroup
 
 from . import apikeys
 from .schemas import format_timestamp
+from .staff import staff_cli
 
 api_keys_cli = AppGroup("api-keys", help="Issue, list and revoke organization API keys.")
 
@@ -72,3 +73,4 @@ def dev_token(user_id: str, org_id: str, ttl: int) -> None:
 def register_cli(app: Flask) -> None:
     app.cli.add_command(api_keys_cli)
     app.cli.add_command(dev_token)
+    app.cli.add_command(staff_cli)
