@@ -83,7 +83,9 @@ def list_conversations() -> Response:
         after = decode_cursor(query["cursor"], caller, secret) if query["cursor"] else None
     except InvalidCursor:
         raise ApiError(
-            400, "invalid_query", [issue(["cursor"], "invalid_cursor", "Not a cursor from this list.")]
+            400,
+            "invalid_query",
+            [issue(["cursor"], "invalid_cursor", "Not a cursor from this list.")],
         ) from None
     page = conversations.list_conversations(caller, limit=query["limit"], after=after)
     next_cursor = encode_cursor(page.next_cursor, caller, secret) if page.next_cursor else None

@@ -154,7 +154,9 @@ class Authenticator:
 
     def authenticate(self, authorization: str | None) -> Caller:
         if not authorization:
-            raise ApiError(401, "unauthorized", headers={"WWW-Authenticate": 'Bearer realm="florent"'})
+            raise ApiError(
+                401, "unauthorized", headers={"WWW-Authenticate": 'Bearer realm="florent"'}
+            )
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -175,7 +177,10 @@ class Authenticator:
             # We implement no critical header extensions, so any `crit` is one we do not understand.
             raise unauthorized()
         key = self._signing_key(kid)
-        options: dict[str, Any] = {"require": ["exp", "iat", "sub"], "verify_aud": bool(self.audience)}
+        options: dict[str, Any] = {
+            "require": ["exp", "iat", "sub"],
+            "verify_aud": bool(self.audience),
+        }
         try:
             claims = jwt.decode(
                 token,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from . import apikeys
 from .schemas import format_timestamp
@@ -45,7 +45,9 @@ def list_api_keys(org_id: str | None) -> None:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 @api_keys_cli.command("revoke")
@@ -59,6 +61,7 @@ def revoke_api_key(key: str) -> None:
 
 
 @click.command("dev-token")
+@with_appcontext
 @click.option("--user", "user_id", required=True, help="The user id (the token's sub).")
 @click.option("--org", "org_id", required=True, help="The organization id (org_id).")
 @click.option("--ttl", default=3600 * 12, show_default=True, help="Lifetime in seconds.")

@@ -156,7 +156,9 @@ def delete_conversation(caller: Caller, conversation_id: str) -> None:
     db.session.commit()
 
 
-def append_message(caller: Caller, conversation_id: str, *, role: str, content: str) -> tuple[Row, Row]:
+def append_message(
+    caller: Caller, conversation_id: str, *, role: str, content: str
+) -> tuple[Row, Row]:
     """Add a message and update the conversation's count and times, atomically.
 
     The UPDATE takes the conversation's row lock first, so concurrent appends to one

@@ -52,7 +52,10 @@ class Text(fields.String):
             raise ValidationError(Issue("invalid_string", "Contains a lone surrogate."))
         if CONTROL_CHARACTER.search(value):
             raise ValidationError(
-                Issue("invalid_character", "Contains a control character (only tab and newline are allowed).")
+                Issue(
+                    "invalid_character",
+                    "Contains a control character (only tab and newline are allowed).",
+                )
             )
         if len(value) < self.min_length:
             raise ValidationError(
@@ -108,9 +111,7 @@ class ConversationResponseSchema(Schema):
 def load(schema: Schema, data: Any, *, error_code: str = "invalid_body") -> dict[str, Any]:
     """Validate `data` with `schema`, or raise the API's 400 with one issue per problem."""
     if not isinstance(data, dict):
-        raise ApiError(
-            400, error_code, [issue([], "invalid_type", "Expected a JSON object.")]
-        )
+        raise ApiError(400, error_code, [issue([], "invalid_type", "Expected a JSON object.")])
     try:
         return schema.load(data)
     except ValidationError as error:

@@ -41,9 +41,7 @@ def run_migrations_online() -> None:
     conf_args.setdefault("process_revision_directives", skip_empty_autogenerate)
 
     with db.engine.connect() as connection:
-        context.configure(
-            connection=connection, target_metadata=db.metadata, **conf_args
-        )
+        context.configure(connection=connection, target_metadata=db.metadata, **conf_args)
         with context.begin_transaction():
             context.run_migrations()
 

@@ -55,7 +55,9 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def fresh_database(server_url: str, name: str) -> str:
     """Drop and create `name` on the server; return its URL."""
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
 
@@ -212,7 +214,10 @@ def make_token(signing_key: SigningKey) -> TokenFactory:
         payload = {k: v for k, v in payload.items() if v is not None}
         header = {"kid": signing_key.kid if kid is None else kid, **(headers or {})}
         return jwt.encode(
-            payload, signing_key.private_key if key is None else key, algorithm=algorithm, headers=header
+            payload,
+            signing_key.private_key if key is None else key,
+            algorithm=algorithm,
+            headers=header,
         )
 
     return make
@@ -253,3 +258,53 @@ def api_key(app: Flask) -> tuple[str, str]:
 @pytest.fixture
 def robot(api_key: tuple[str, str]) -> dict[str, str]:
     return bearer(api_key[1])
+
+
+def sign_raw(header: dict[str, Any], claims: dict[str, Any], private_key: Any) -> str:
+    """RS256-sign arbitrary header and claims, bypassing PyJWT's own checks on encode."""
+    import base64
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    signature = private_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{b64(signature)}"
+
+
+def session_claims(sub: str = "user_01ALICE", org: str = "org_01ACME") -> dict[str, Any]:
+    now = int(time.time())
+    return {"iss": ISSUER, "sub": sub, "org_id": org, "iat": now, "exp": now + 600}
+
+
+@pytest.fixture
+def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Build extra apps with other settings (their engines are disposed afterwards)."""
+    apps: list[Flask] = []
+
+    def make(jwks_url: str | None, **overrides: Any) -> Flask:
+        settings = make_settings(overrides.pop("database_url", database_url), jwks_url, **overrides)
+        app = create_app(settings, instance_path=str(tmp_path))
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def live_server(app: Flask) -> Iterator[str]:
+    """The test app served over real HTTP on loopback; yields its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()

@@ -12,12 +12,23 @@ from florent.models import Conversation
 
 URL = "/api/florent/conversations"
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-FIELDS = {"_id", "userId", "title", "model", "messageCount", "lastMessageAt", "createdAt", "updatedAt"}
+FIELDS = {
+    "_id",
+    "userId",
+    "title",
+    "model",
+    "messageCount",
+    "lastMessageAt",
+    "createdAt",
+    "updatedAt",
+}
 
 
 def stored(app, conversation_id: str) -> Conversation:
     with app.app_context():
-        return db.session.scalars(select(Conversation).where(Conversation.id == conversation_id)).one()
+        return db.session.scalars(
+            select(Conversation).where(Conversation.id == conversation_id)
+        ).one()
 
 
 def test_create_with_empty_object_returns_201_and_the_new_conversation(client, alice):
@@ -69,12 +80,14 @@ def test_body_is_json_whatever_the_content_type_and_empty_means_empty_object(
     response = client.post(URL, data=data, headers=headers)
 
     assert response.status_code == 201, response.get_json()
-    expected = data.decode().strip() and data.decode().split('"')[3] or "New conversation"
+    expected = (data.decode().strip() and data.decode().split('"')[3]) or "New conversation"
     assert response.get_json()["conversation"]["title"] == expected
 
 
 def test_unknown_keys_are_ignored(client, alice):
-    response = client.post(URL, json={"title": "T", "model": "evil", "userId": "x", "foo": 1}, headers=alice)
+    response = client.post(
+        URL, json={"title": "T", "model": "evil", "userId": "x", "foo": 1}, headers=alice
+    )
 
     assert response.status_code == 201
     conversation = response.get_json()["conversation"]
@@ -136,7 +149,9 @@ def test_invalid_fields_are_400_invalid_body_with_issues(client, alice, body, pa
 
 
 def test_every_invalid_field_is_reported(client, alice):
-    response = client.post(URL, json={"title": None, "userDisplay": 1, "timezone": "x" * 101}, headers=alice)
+    response = client.post(
+        URL, json={"title": None, "userDisplay": 1, "timezone": "x" * 101}, headers=alice
+    )
 
     assert response.status_code == 400
     paths = sorted(i["path"][0] for i in response.get_json()["issues"])
@@ -174,7 +189,9 @@ def test_json_that_is_not_an_object_is_400(client, alice, raw):
     assert response.status_code == 400
     payload = response.get_json()
     assert payload["error"] == "invalid_body"
-    assert payload["issues"] == [{"path": [], "code": "invalid_type", "message": "Expected a JSON object."}]
+    assert payload["issues"] == [
+        {"path": [], "code": "invalid_type", "message": "Expected a JSON object."}
+    ]
 
 
 def test_nothing_is_stored_on_a_rejected_create(app, client, alice):
@@ -193,7 +210,9 @@ def test_without_a_token_is_401_json(client):
 
 
 def test_an_api_key_creates_conversations_owned_by_its_own_identity(app, client, robot, api_key):
-    conversation = client.post(URL, json={"title": "By key"}, headers=robot).get_json()["conversation"]
+    conversation = client.post(URL, json={"title": "By key"}, headers=robot).get_json()[
+        "conversation"
+    ]
 
     assert conversation["userId"] == f"apikey_{api_key[0]}"
     row = stored(app, conversation["_id"])
