@@ -8,7 +8,7 @@ import orjson
 from flask import Blueprint, Response, current_app, request, url_for
 
 from . import conversations
-from .auth import authenticate_request, current_caller
+from .auth import current_caller
 from .conversations import ConversationNotFound
 from .cursors import InvalidCursor, decode_cursor, encode_cursor
 from .errors import ApiError, issue, json_response
@@ -25,7 +25,6 @@ from .schemas import (
 )
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-bp.before_request(authenticate_request)
 
 conversation_create_schema = ConversationCreateSchema()
 conversation_list_query_schema = ConversationListQuerySchema()

@@ -14,10 +14,14 @@ from urllib.parse import urlsplit, urlunsplit
 WORKOS_JWKS_URL_TEMPLATE = "https://api.workos.com/sso/jwks/{client_id}"
 DEFAULT_MODEL = "florent-gpt-4"
 ENVIRONMENTS = ("development", "production")
+FALSE_WORDS = ("0", "false", "no", "off")
 
 
 class ConfigError(RuntimeError):
     """The environment does not describe a service that can start."""
+
+
+DEFAULT_RATE_LIMIT = "100 per second;6000 per minute"
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,11 @@ class Settings:
     issuer: str | None
     audience: str | None
     model: str
+    # Per-caller API limits, in Flask-Limiter's notation; generous by default.
+    rate_limit: str = DEFAULT_RATE_LIMIT
+    rate_limit_enabled: bool = True
+    # memory:// counts per process; give several instances one Redis (redis://...).
+    rate_limit_storage_uri: str = "memory://"
 
     @property
     def is_production(self) -> bool:
@@ -57,6 +66,9 @@ def read_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         issuer=get("WORKOS_ISSUER"),
         audience=get("WORKOS_AUDIENCE"),
         model=get("FLORENT_MODEL") or DEFAULT_MODEL,
+        rate_limit=get("RATELIMIT_DEFAULT") or DEFAULT_RATE_LIMIT,
+        rate_limit_enabled=(get("RATELIMIT_ENABLED") or "true").lower() not in FALSE_WORDS,
+        rate_limit_storage_uri=get("RATELIMIT_STORAGE_URI") or "memory://",
     )
     if settings.is_production:
         missing = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Row, delete, func, insert, select, tuple_, update
+from sqlalchemy import Row, Select, delete, func, insert, select, tuple_, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from .auth import Caller
@@ -90,22 +90,27 @@ def create_conversation(
 
 def list_conversations(caller: Caller, *, limit: int, after: PageCursor | None) -> ConversationPage:
     """The caller's conversations, most recently updated first, one keyset page."""
+    # One extra row tells whether another page exists, without a count.
+    rows = db.session.execute(page_query(caller, limit=limit + 1, after=after)).all()
+    db.session.rollback()  # read-only: end the transaction, hand the connection back
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = PageCursor(page[-1].updated_at, page[-1].id) if more else None
+    return ConversationPage(page, next_cursor)
+
+
+def page_query(caller: Caller, *, limit: int, after: PageCursor | None) -> Select:
+    """Walks ix_conversations_owner_recent from the cursor: a page costs the same at any depth."""
     query = (
         select(*CONVERSATION_COLUMNS)
         .where(Conversation.org_id == caller.org_id, Conversation.user_id == caller.user_id)
         .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
-        # One extra row tells whether another page exists without a count.
-        .limit(limit + 1)
+        .limit(limit)
     )
     if after is not None:
         query = query.where(
             tuple_(Conversation.updated_at, Conversation.id) < tuple_(after.updated_at, after.id)
         )
-    rows = db.session.execute(query).all()
-    db.session.rollback()  # read-only: end the transaction, return the connection
-    page, more = rows[:limit], len(rows) > limit
-    next_cursor = PageCursor(page[-1].updated_at, page[-1].id) if more else None
-    return ConversationPage(page, next_cursor)
+    return query
 
 
 def get_conversation(caller: Caller, conversation_id: str) -> tuple[Row, list[Row]]:

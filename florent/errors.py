@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from flask import Flask, Response, request
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .extensions import db
@@ -87,6 +88,8 @@ def register_error_handlers(app: Flask) -> None:
     def handle_http_exception(error: HTTPException) -> Response | HTTPException:
         if not _is_api_request():
             return error
+        if error.response is not None:  # built by us already (e.g. the rate limiter's 429)
+            return error.response
         status = error.code or 500
         code = HTTP_ERROR_CODES.get(status, "bad_request" if status < 500 else "internal_error")
         allowed = getattr(error, "valid_methods", None)
@@ -109,6 +112,12 @@ def register_error_handlers(app: Flask) -> None:
             )
         log.exception("database error")
         return error_response(ApiError(500, "internal_error"))
+
+    @app.errorhandler(PoolTimeoutError)
+    def handle_pool_timeout(error: PoolTimeoutError) -> Response:
+        # Every connection is busy (PostgreSQL saturated or slow): shed load, fast.
+        log.error("database connection pool exhausted")
+        return error_response(ApiError(503, "service_unavailable", headers={"Retry-After": "1"}))
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception) -> Response | HTTPException:

@@ -13,7 +13,9 @@ URL = "/api/florent/conversations"
 
 
 def test_api_keys_create_prints_the_plaintext_alone_on_the_last_line(app, client):
-    result = app.test_cli_runner().invoke(args=["api-keys", "create", "--org", "org_01ACME", "--name", "CI"])
+    result = app.test_cli_runner().invoke(
+        args=["api-keys", "create", "--org", "org_01ACME", "--name", "CI"]
+    )
 
     assert result.exit_code == 0, result.output
     plaintext = result.stdout.strip().splitlines()[-1]
@@ -44,8 +46,12 @@ def test_api_keys_list_shows_keys_but_never_secrets(app, api_key):
 
 def test_api_keys_revoke_by_id_or_plaintext(app, client):
     runner = app.test_cli_runner()
-    first = runner.invoke(args=["api-keys", "create", "--org", "o", "--name", "a"]).stdout.split()[-1]
-    second = runner.invoke(args=["api-keys", "create", "--org", "o", "--name", "b"]).stdout.split()[-1]
+    first = runner.invoke(args=["api-keys", "create", "--org", "o", "--name", "a"]).stdout.split()[
+        -1
+    ]
+    second = runner.invoke(args=["api-keys", "create", "--org", "o", "--name", "b"]).stdout.split()[
+        -1
+    ]
     first_id = first.split("_")[1]
 
     assert runner.invoke(args=["api-keys", "revoke", first_id]).exit_code == 0
@@ -64,7 +70,9 @@ def test_api_keys_revoke_of_unknown_key_fails(app):
 
 
 def test_dev_token_is_accepted_by_the_development_app(app, client):
-    result = app.test_cli_runner().invoke(args=["dev-token", "--user", "user_dev", "--org", "org_dev"])
+    result = app.test_cli_runner().invoke(
+        args=["dev-token", "--user", "user_dev", "--org", "org_dev"]
+    )
 
     assert result.exit_code == 0
     token = result.stdout.strip()

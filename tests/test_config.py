@@ -34,7 +34,9 @@ def test_jwks_url_from_client_id_and_explicit_url_wins():
     assert read_settings({"WORKOS_CLIENT_ID": "client_1"}).jwks_url == (
         "https://api.workos.com/sso/jwks/client_1"
     )
-    explicit = read_settings({"WORKOS_CLIENT_ID": "client_1", "WORKOS_JWKS_URL": "http://127.0.0.1/k"})
+    explicit = read_settings(
+        {"WORKOS_CLIENT_ID": "client_1", "WORKOS_JWKS_URL": "http://127.0.0.1/k"}
+    )
     assert explicit.jwks_url == "http://127.0.0.1/k"
 
 
@@ -53,7 +55,10 @@ def test_a_non_http_jwks_url_is_refused():
     [
         ("postgresql://u:p@h:5432/db", "postgresql+psycopg://u:p@h:5432/db"),
         ("postgres://u:p@h/db", "postgresql+psycopg://u:p@h/db"),
-        ("postgresql://postgres:@/db?host=/tmp/sock", "postgresql+psycopg://postgres:@/db?host=/tmp/sock"),
+        (
+            "postgresql://postgres:@/db?host=/tmp/sock",
+            "postgresql+psycopg://postgres:@/db?host=/tmp/sock",
+        ),
         ("postgresql+psycopg2://u@h/db", "postgresql+psycopg://u@h/db"),
     ],
 )

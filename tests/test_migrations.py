@@ -16,7 +16,9 @@ from .conftest import fresh_database
 def test_models_and_migrations_agree(app):
     with app.app_context(), db.engine.connect() as connection:
         differences = compare_metadata(
-            MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": True}),
+            MigrationContext.configure(
+                connection, opts={"compare_type": True, "compare_server_default": True}
+            ),
             db.metadata,
         )
     assert differences == []

@@ -77,13 +77,26 @@ def test_javascript_fetch_example(endpoint, token, tmp_path):
     assert node, "node is part of this machine image and runs the seed's JavaScript example"
     script = tmp_path / "example.mjs"  # top-level await needs a module
     script.write_text(JAVASCRIPT_EXAMPLE.format(url=endpoint, token=token))
-    output = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=30, check=True)
+    output = subprocess.run(
+        [node, str(script)], capture_output=True, text=True, timeout=30, check=True
+    )
     assert_created(json.loads(output.stdout))
 
 
 def test_curl_with_form_default_content_type(endpoint, token):
     output = subprocess.run(
-        ["curl", "-sS", "-i", "-X", "POST", endpoint, "-H", f"Authorization: Bearer {token}", "-d", "{}"],
+        [
+            "curl",
+            "-sS",
+            "-i",
+            "-X",
+            "POST",
+            endpoint,
+            "-H",
+            f"Authorization: Bearer {token}",
+            "-d",
+            "{}",
+        ],
         capture_output=True,
         text=True,
         timeout=30,

@@ -1,0 +1,25 @@
+"""Test data through the API, the way clients make it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.testing import FlaskClient
+
+URL = "/api/florent/conversations"
+
+
+def create_conversation(client: FlaskClient, caller: dict[str, str], **body: Any) -> dict[str, Any]:
+    response = client.post(URL, json=body, headers=caller)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["conversation"]
+
+
+def append_message(
+    client: FlaskClient, caller: dict[str, str], conversation_id: str, content: str
+) -> dict[str, Any]:
+    response = client.post(
+        f"{URL}/{conversation_id}/messages", json={"content": content}, headers=caller
+    )
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
