@@ -41,9 +41,6 @@ def run_migrations_online() -> None:
     conf_args.setdefault("process_revision_directives", skip_empty_autogenerate)
 
     with db.engine.connect() as connection:
-        # The app's statement_timeout protects requests; building an index may take longer.
-        connection.exec_driver_sql("SET statement_timeout = 0")
-        connection.commit()  # a session setting; Alembic then runs its own transaction
         context.configure(connection=connection, target_metadata=db.metadata, **conf_args)
         with context.begin_transaction():
             context.run_migrations()

