@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 from flask import Blueprint, Response, current_app, request, url_for
 
-from . import conversations
+from . import conversations, idempotency
 from .auth import current_caller
 from .conversations import ConversationNotFound
 from .cursors import InvalidCursor, decode_cursor, encode_cursor
@@ -21,19 +22,23 @@ from .schemas import (
     ConversationResponseSchema,
     MessageCreatedSchema,
     MessageCreateSchema,
+    compile_dump,
     load,
 )
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
+IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+
 conversation_create_schema = ConversationCreateSchema()
 conversation_list_query_schema = ConversationListQuerySchema()
 conversation_rename_schema = ConversationRenameSchema()
 message_create_schema = MessageCreateSchema()
-conversation_response_schema = ConversationResponseSchema()
-conversation_page_schema = ConversationPageSchema()
-conversation_detail_schema = ConversationDetailSchema()
-message_created_schema = MessageCreatedSchema()
+# Output schemas, planned once into fast dumpers (see compile_dump).
+dump_conversation_response = compile_dump(ConversationResponseSchema())
+dump_conversation_page = compile_dump(ConversationPageSchema())
+dump_conversation_detail = compile_dump(ConversationDetailSchema())
+dump_message_created = compile_dump(MessageCreatedSchema())
 
 
 def json_body() -> Any:
@@ -59,18 +64,50 @@ def conversation_not_found(_: ConversationNotFound) -> Response:
     return json_response({"error": "not_found"}, 404)
 
 
+def idempotency_key() -> str | None:
+    """The `Idempotency-Key` header: a structured-field string, quoted or not."""
+    value = request.headers.get("Idempotency-Key")
+    if value is None:
+        return None
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    if not IDEMPOTENCY_KEY.fullmatch(value):
+        raise ApiError(
+            400,
+            "invalid_header",
+            [issue(["Idempotency-Key"], "invalid_value", "1 to 255 printable ASCII characters.")],
+        )
+    return value
+
+
 @bp.post("/florent/conversations")
 def create_conversation() -> Response:
-    """Start a new conversation owned by the caller."""
+    """Start a new conversation owned by the caller (at most once per Idempotency-Key)."""
     fields = load(conversation_create_schema, json_body())
-    conversation = conversations.create_conversation(
-        current_caller(), model=current_app.config["FLORENT_MODEL"], **fields
-    )
-    return json_response(
-        conversation_response_schema.dump({"conversation": conversation}),
-        201,
-        {"Location": url_for(".get_conversation", conversation_id=conversation.id)},
-    )
+    caller, model, key = current_caller(), current_app.config["FLORENT_MODEL"], idempotency_key()
+    if key is None:
+        conversation = conversations.create_conversation(caller, model=model, **fields)
+        return json_response(
+            dump_conversation_response({"conversation": conversation}),
+            201,
+            {"Location": url_for(".get_conversation", conversation_id=conversation.id)},
+        )
+    try:
+        stored = idempotency.create_conversation_once(
+            caller,
+            key,
+            fields,
+            model=model,
+            render=lambda c: orjson.dumps(dump_conversation_response({"conversation": c})),
+        )
+    except idempotency.IdempotencyKeyReused:
+        raise ApiError(422, "idempotency_key_reused") from None
+    conversation_id = orjson.loads(stored.body)["conversation"]["_id"]
+    response = Response(stored.body, status=stored.status, mimetype="application/json")
+    response.headers["Location"] = url_for(".get_conversation", conversation_id=conversation_id)
+    if stored.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 @bp.get("/florent/conversations")
@@ -89,7 +126,7 @@ def list_conversations() -> Response:
     page = conversations.list_conversations(caller, limit=query["limit"], after=after)
     next_cursor = encode_cursor(page.next_cursor, caller, secret) if page.next_cursor else None
     return json_response(
-        conversation_page_schema.dump(
+        dump_conversation_page(
             {"conversations": page.conversations, "next_cursor": next_cursor}
         ),
         200,
@@ -101,7 +138,7 @@ def get_conversation(conversation_id: str) -> Response:
     """The conversation and its messages, oldest first."""
     conversation, messages = conversations.get_conversation(current_caller(), conversation_id)
     return json_response(
-        conversation_detail_schema.dump({"conversation": conversation, "messages": messages}), 200
+        dump_conversation_detail({"conversation": conversation, "messages": messages}), 200
     )
 
 
@@ -110,7 +147,7 @@ def rename_conversation(conversation_id: str) -> Response:
     """Give the conversation a new title."""
     fields = load(conversation_rename_schema, json_body())
     conversation = conversations.rename_conversation(current_caller(), conversation_id, **fields)
-    return json_response(conversation_response_schema.dump({"conversation": conversation}), 200)
+    return json_response(dump_conversation_response({"conversation": conversation}), 200)
 
 
 @bp.delete("/florent/conversations/<conversation_id>")
@@ -128,5 +165,5 @@ def append_message(conversation_id: str) -> Response:
         current_caller(), conversation_id, role="user", **fields
     )
     return json_response(
-        message_created_schema.dump({"message": message, "conversation": conversation}), 201
+        dump_message_created({"message": message, "conversation": conversation}), 201
     )

@@ -12,6 +12,7 @@ import re
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,10 @@ JWKS_RETRY_AFTER_SECONDS = 5.0
 # bad tokens cannot hammer the JWKS host.
 JWKS_REFETCH_COOLDOWN_SECONDS = 30.0
 LAST_USED_RESOLUTION_SECONDS = 60.0
+# A verified token is trusted again without re-verifying for this long (never past
+# its exp), so a key pulled from the JWKS stops working within a minute.
+VERIFIED_CACHE_SECONDS = 60.0
+VERIFIED_CACHE_SIZE = 10_000
 
 API_KEY_PATTERN = re.compile(re.escape(API_KEY_SCHEME) + r"([0-9a-f]{24})_([A-Za-z0-9_-]{43})")
 # Claims become stored owner ids: bounded, printable strings only.
@@ -151,6 +156,8 @@ class Authenticator:
         self.dev_key = dev_key
         self._last_used: dict[str, float] = {}
         self._last_used_lock = threading.Lock()
+        self._verified: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     def authenticate(self, authorization: str | None) -> Caller:
         if not authorization:
@@ -168,6 +175,22 @@ class Authenticator:
     # -- WorkOS session JWTs -------------------------------------------------
 
     def _session_caller(self, token: str) -> Caller:
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] > time.time():
+            return cached[0]
+        caller, expires_at = self._verify_session_token(token)
+        self._remember(token, caller, expires_at)
+        return caller
+
+    def _remember(self, token: str, caller: Caller, expires_at: float) -> None:
+        """Keep a verified token's caller for a short while: clients send the same
+        token on every request, and RS256 verification is the costliest step."""
+        with self._verified_lock:
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
+            self._verified[token] = (caller, min(expires_at, time.time() + VERIFIED_CACHE_SECONDS))
+
+    def _verify_session_token(self, token: str) -> tuple[Caller, float]:
         try:
             header = jwt.get_unverified_header(token)
         except PyJWTError:
@@ -196,7 +219,7 @@ class Authenticator:
         user_id, org_id = claims.get("sub"), claims.get("org_id")
         if not all(isinstance(v, str) and IDENTITY_CLAIM.fullmatch(v) for v in (user_id, org_id)):
             raise unauthorized()
-        return Caller(org_id=org_id, user_id=user_id)
+        return Caller(org_id=org_id, user_id=user_id), float(claims["exp"])
 
     def _signing_key(self, kid: str) -> Any:
         if self.dev_key is not None and hmac.compare_digest(kid, self.dev_key.kid):

@@ -6,7 +6,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from . import apikeys
+from . import apikeys, idempotency
 from .schemas import format_timestamp
 from .staff import staff_cli
 
@@ -73,7 +73,15 @@ def dev_token(user_id: str, org_id: str, ttl: int) -> None:
     click.echo(authenticator.dev_key.sign(user_id, org_id, issuer=authenticator.issuer, ttl=ttl))
 
 
+@click.command("purge-idempotency-keys")
+@with_appcontext
+def purge_idempotency_keys() -> None:
+    """Delete Idempotency-Key records older than 24 hours (run it from cron)."""
+    click.echo(f"Deleted {idempotency.purge_expired_keys()} expired idempotency keys.")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(api_keys_cli)
     app.cli.add_command(dev_token)
+    app.cli.add_command(purge_idempotency_keys)
     app.cli.add_command(staff_cli)

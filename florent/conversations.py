@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import Row, Select, delete, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Insert, Row, Select, delete, func, insert, select, tuple_, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from .auth import Caller
@@ -23,6 +24,27 @@ DEFAULT_TITLE = "New conversation"
 # attribute just like ORM objects, without the cost of building identity-mapped objects.
 CONVERSATION_COLUMNS = tuple(Conversation.__table__.c)
 MESSAGE_COLUMNS = tuple(Message.__table__.c)
+MESSAGE_LABELS = tuple(column.label(f"message_{column.name}") for column in MESSAGE_COLUMNS)
+
+
+class MessageRow(NamedTuple):
+    id: str
+    conversation_id: str
+    role: str
+    content: str
+    created_at: datetime
+
+
+def one_statement() -> Connection:
+    """The connection for a use case that is a single SQL statement.
+
+    A single statement is atomic on its own, so it runs in autocommit and spares the
+    BEGIN and COMMIT round trips. Inside a transaction already begun (an API-key
+    lookup), it simply joins that transaction.
+    """
+    if db.session().in_transaction():
+        return db.session.connection()
+    return db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 class ConversationNotFound(Exception):
@@ -72,7 +94,35 @@ def create_conversation(
     user_display: str | None = None,
     timezone: str | None = None,
 ) -> Row:
-    conversation = db.session.execute(
+    conversation = (
+        one_statement()
+        .execute(
+            _insert(caller, model=model, title=title, user_display=user_display, timezone=timezone)
+        )
+        .one()
+    )
+    db.session.commit()
+    return conversation
+
+
+def insert_conversation(
+    caller: Caller,
+    *,
+    model: str,
+    title: str = DEFAULT_TITLE,
+    user_display: str | None = None,
+    timezone: str | None = None,
+) -> Row:
+    """The INSERT of a create, inside the caller's transaction (which commits it)."""
+    return db.session.execute(
+        _insert(caller, model=model, title=title, user_display=user_display, timezone=timezone)
+    ).one()
+
+
+def _insert(
+    caller: Caller, *, model: str, title: str, user_display: str | None, timezone: str | None
+) -> Insert:
+    return (
         insert(Conversation)
         .values(
             org_id=caller.org_id,
@@ -83,16 +133,14 @@ def create_conversation(
             timezone=timezone,
         )
         .returning(*CONVERSATION_COLUMNS)
-    ).one()
-    db.session.commit()
-    return conversation
+    )
 
 
 def list_conversations(caller: Caller, *, limit: int, after: PageCursor | None) -> ConversationPage:
     """The caller's conversations, most recently updated first, one keyset page."""
     # One extra row tells whether another page exists, without a count.
-    rows = db.session.execute(page_query(caller, limit=limit + 1, after=after)).all()
-    db.session.rollback()  # read-only: end the transaction, hand the connection back
+    rows = one_statement().execute(page_query(caller, limit=limit + 1, after=after)).all()
+    db.session.commit()  # hands the connection back
     page, more = rows[:limit], len(rows) > limit
     next_cursor = PageCursor(page[-1].updated_at, page[-1].id) if more else None
     return ConversationPage(page, next_cursor)
@@ -113,38 +161,43 @@ def page_query(caller: Caller, *, limit: int, after: PageCursor | None) -> Selec
     return query
 
 
-def get_conversation(caller: Caller, conversation_id: str) -> tuple[Row, list[Row]]:
-    """The conversation and its messages, oldest first."""
+def get_conversation(caller: Caller, conversation_id: str) -> tuple[Row, list[MessageRow]]:
+    """The conversation and its messages, oldest first, read in one statement (one snapshot)."""
     if not is_object_id(conversation_id):
         raise ConversationNotFound()
-    conversation = db.session.execute(
-        select(*CONVERSATION_COLUMNS).where(_owned_by(caller, conversation_id))
-    ).first()
-    if conversation is None:
-        db.session.rollback()
+    rows = (
+        one_statement()
+        .execute(
+            select(*CONVERSATION_COLUMNS, *MESSAGE_LABELS)
+            .outerjoin(Message, Message.conversation_id == Conversation.id)
+            .where(_owned_by(caller, conversation_id))
+            .order_by(Message.created_at, Message.id)
+        )
+        .all()
+    )
+    db.session.commit()
+    if not rows:
         raise ConversationNotFound()
-    messages = db.session.execute(
-        select(*MESSAGE_COLUMNS)
-        .where(Message.conversation_id == conversation_id)
-        .order_by(Message.created_at, Message.id)
-    ).all()
-    db.session.rollback()
-    return conversation, messages
+    messages = [MessageRow(*row[len(CONVERSATION_COLUMNS) :]) for row in rows if row.message_id]
+    return rows[0], messages
 
 
 def rename_conversation(caller: Caller, conversation_id: str, *, title: str) -> Row:
     if not is_object_id(conversation_id):
         raise ConversationNotFound()
-    conversation = db.session.execute(
-        update(Conversation)
-        .where(_owned_by(caller, conversation_id))
-        .values(title=title, updated_at=_next_change_time())
-        .returning(*CONVERSATION_COLUMNS)
-    ).first()
-    if conversation is None:
-        db.session.rollback()
-        raise ConversationNotFound()
+    conversation = (
+        one_statement()
+        .execute(
+            update(Conversation)
+            .where(_owned_by(caller, conversation_id))
+            .values(title=title, updated_at=_next_change_time())
+            .returning(*CONVERSATION_COLUMNS)
+        )
+        .first()
+    )
     db.session.commit()
+    if conversation is None:
+        raise ConversationNotFound()
     return conversation
 
 
@@ -152,13 +205,18 @@ def delete_conversation(caller: Caller, conversation_id: str) -> None:
     """Delete the conversation; its messages go with it (ON DELETE CASCADE)."""
     if not is_object_id(conversation_id):
         raise ConversationNotFound()
-    deleted = db.session.execute(
-        delete(Conversation).where(_owned_by(caller, conversation_id)).returning(Conversation.id)
-    ).first()
-    if deleted is None:
-        db.session.rollback()
-        raise ConversationNotFound()
+    deleted = (
+        one_statement()
+        .execute(
+            delete(Conversation)
+            .where(_owned_by(caller, conversation_id))
+            .returning(Conversation.id)
+        )
+        .first()
+    )
     db.session.commit()
+    if deleted is None:
+        raise ConversationNotFound()
 
 
 def append_message(

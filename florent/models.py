@@ -100,3 +100,51 @@ class ApiKey(db.Model):
 
 def api_key_user_id(key_id: str) -> str:
     return f"apikey_{key_id}"
+
+
+STAFF_ROLES = ("viewer", "admin")
+
+
+class Staff(db.Model):
+    """A person who signs in to the admin at /admin. Not an API caller: staff never
+    own conversations and cannot call the API with their login."""
+
+    __tablename__ = "staff"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_object_id)
+    # Stored lowercased, so uniqueness and sign-in ignore case.
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    # A werkzeug scrypt hash ("scrypt:n:r:p$salt$hash"); never shown anywhere.
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(server_default=text("true"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW_MS)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(OBJECT_ID_CHECK, name="id_is_object_id"),
+        CheckConstraint("role IN ('viewer', 'admin')", name="role_known"),
+        CheckConstraint("email = lower(email)", name="email_lowercase"),
+    )
+
+
+class IdempotencyKey(db.Model):
+    """A create request made with an `Idempotency-Key`, and the response it got.
+
+    Kept for 24 hours so a retry replays the original response instead of creating
+    a second conversation.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    org_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # SHA-256 of the validated request, to tell a retry from a different request.
+    request_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    response_status: Mapped[int | None]
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW_MS)
+
+    # Serves the purge of expired keys.
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)

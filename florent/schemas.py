@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields
@@ -14,6 +15,7 @@ from .errors import ApiError, issue
 # Control characters (Unicode Cc) other than tab and newline, and lone surrogates.
 # Surrogates survive JSON parsing in Python but cannot be encoded for PostgreSQL,
 # and NUL cannot be stored in a text column at all.
+ZERO = timedelta(0)
 CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 SURROGATE = re.compile(r"[\ud800-\udfff]")
 
@@ -78,8 +80,9 @@ class Timestamp(fields.Field):
 
 
 def format_timestamp(value: datetime) -> str:
-    value = value.astimezone(UTC)
-    return f"{value:%Y-%m-%dT%H:%M:%S}.{value.microsecond // 1000:03d}Z"
+    if value.utcoffset() != ZERO:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 class InputSchema(Schema):
@@ -188,3 +191,45 @@ class ConversationDetailSchema(Schema):
 class MessageCreatedSchema(Schema):
     message = fields.Nested(MessageSchema)
     conversation = fields.Nested(ConversationSchema)
+
+
+def compile_dump(schema: Schema) -> Callable[[Any], dict[str, Any]]:
+    """An equivalent of `schema.dump` for the API's output schemas, planned once.
+
+    The schema stays the contract (field names, attributes, formats); this walks its
+    fields ahead of time instead of on every object, which is most of the cost of
+    dumping a page of rows. A test checks the two agree; a field type this does not
+    know is refused here, at start-up, rather than dumped wrongly.
+    """
+    plan: list[tuple[str, str, Callable[[Any], Any] | None]] = []
+    for name, field in schema.dump_fields.items():
+        key, attribute = field.data_key or name, field.attribute or name
+        if isinstance(field, Timestamp):
+            convert: Callable[[Any], Any] | None = _timestamp_or_none
+        elif isinstance(field, fields.Nested):
+            convert = compile_dump(field.schema)
+        elif isinstance(field, fields.List) and isinstance(field.inner, fields.Nested):
+            convert = _each(compile_dump(field.inner.schema))
+        elif type(field) in (fields.String, fields.Integer):
+            convert = None  # values come from typed columns: str and int already
+        else:
+            raise TypeError(f"compile_dump cannot plan {type(field).__name__} ({name})")
+        plan.append((key, attribute, convert))
+
+    def dump(obj: Any) -> dict[str, Any]:
+        get = obj.__getitem__ if isinstance(obj, dict) else obj.__getattribute__
+        out = {}
+        for key, attribute, convert in plan:
+            value = get(attribute)
+            out[key] = value if convert is None or value is None else convert(value)
+        return out
+
+    return dump
+
+
+def _timestamp_or_none(value: datetime | None) -> str | None:
+    return None if value is None else format_timestamp(value)
+
+
+def _each(dump: Callable[[Any], dict[str, Any]]) -> Callable[[Any], list[dict[str, Any]]]:
+    return lambda values: [dump(value) for value in values]
