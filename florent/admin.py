@@ -1,7 +1,603 @@
-"""Staff admin at /admin (being built for issue 4)."""
+"""Staff admin at /admin: sign-in, security headers, and Flask-Admin views behind one guard.
 
-from flask import Flask
+Every page under /admin is either the sign-in page or a Flask-Admin view whose class
+mixes in `StaffAccess`; that mixin is the only place access is decided.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    has_request_context,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_admin import Admin, AdminIndexView, expose
+from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla.filters import FilterEqual
+from flask_admin.contrib.sqla.typefmt import DEFAULT_FORMATTERS
+from flask_admin.theme import Bootstrap4Theme
+from flask_login import AnonymousUserMixin, LoginManager, current_user, login_user, logout_user
+from flask_wtf import FlaskForm
+from flask_wtf.csrf import CSRFProtect
+from markupsafe import Markup
+from sqlalchemy import func, select, text
+from wtforms import EmailField, HiddenField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length, ValidationError
+
+from . import apikeys, staff
+from .extensions import db
+from .models import ApiKey, Conversation, Message, Staff
+
+csrf = CSRFProtect()
+login_manager = LoginManager()
+
+ADMIN_URL = "/admin"
+# Above this many rows a table's size comes from PostgreSQL's statistics, not COUNT(*).
+ESTIMATE_ROWS_ABOVE = 100_000
+# A conversation's detail page shows at most this many messages, oldest first.
+MESSAGES_SHOWN = 500
+# Failed sign-ins allowed per quarter-hour. An address may be shared by a whole office
+# (or be the proxy's, without ProxyFix), so it gets more room than one account does.
+FAILURES_PER_EMAIL = 5
+FAILURES_PER_ADDRESS = 20
+INVALID_CREDENTIALS = "Invalid email or password."
+TOO_MANY_ATTEMPTS = "Too many failed sign-in attempts. Try again later."
 
 
 def init_admin(app: Flask) -> None:
     """Register the staff login and the Flask-Admin views."""
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=app.config["FLORENT_ENV"] == "production",
+        # A staff session left idle this long ends (Flask checks the cookie's signed age).
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+    )
+    csrf.init_app(app)
+    # The API authenticates every request with a bearer token, never a cookie.
+    csrf.exempt(app.blueprints["api"])
+    login_manager.init_app(app)
+    app.extensions["florent.login_throttle"] = staff.LoginThrottle()
+    app.register_blueprint(auth)
+    app.add_template_filter(format_time, "admin_time")
+    app.after_request(secure_admin_response)
+
+    admin = Admin(
+        app,
+        name="Florent admin",
+        url=ADMIN_URL,
+        index_view=StaffIndexView(url=ADMIN_URL, name="Home"),
+        theme=Bootstrap4Theme(base_template="staff_admin/base.html"),
+        csp_nonce_generator=csp_nonce,
+    )
+    admin.add_view(ConversationView(Conversation, db, "Conversations", endpoint="conversations"))
+    admin.add_view(MessageView(Message, db, "Messages", endpoint="messages"))
+    admin.add_view(ApiKeyView(ApiKey, db, "API keys", endpoint="api_keys", url="api-keys"))
+    admin.add_view(StaffView(Staff, db, "Staff", endpoint="staff"))
+
+
+# -- Sessions -----------------------------------------------------------------
+
+
+class AnonymousStaff(AnonymousUserMixin):
+    is_admin = False
+
+
+login_manager.anonymous_user = AnonymousStaff
+login_manager.login_view = "staff_auth.login"
+
+
+@login_manager.user_loader
+def load_user(staff_id: str) -> staff.StaffUser | None:
+    # Read on every request, so a deactivated account is signed out at once.
+    return staff.load_staff_user(staff_id)
+
+
+def is_admin() -> bool:
+    return has_request_context() and current_user.is_authenticated and current_user.is_admin
+
+
+# -- Security headers ----------------------------------------------------------
+
+
+def csp_nonce() -> str:
+    """This response's nonce for Flask-Admin's inline scripts and styles."""
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(16)
+    return g.csp_nonce
+
+
+def _source_hash(source: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
+
+
+# Flask-Admin's "Add Filter" menu items carry onclick="return false;" (it keeps their
+# javascript:void(0) links from navigating). That exact handler may run; no other may.
+FLASK_ADMIN_INLINE_HANDLERS = _source_hash("return false;")
+
+
+def content_security_policy(nonce: str | None) -> str:
+    own = f"'self' 'nonce-{nonce}'" if nonce else "'self'"
+    return "; ".join(
+        (
+            "default-src 'none'",
+            f"script-src {own}",
+            f"script-src-attr 'unsafe-hashes' {FLASK_ADMIN_INLINE_HANDLERS}",
+            f"style-src {own}",
+            # Bootstrap draws a few icons as data: SVGs in its stylesheet.
+            "img-src 'self' data:",
+            "font-src 'self'",
+            "connect-src 'self'",
+            "form-action 'self'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        )
+    )
+
+
+def is_admin_path(path: str) -> bool:
+    return path == ADMIN_URL or path.startswith(ADMIN_URL + "/")
+
+
+def secure_admin_response(response: Response) -> Response:
+    """Anti-framing, content-security and no-cache headers on every admin page."""
+    if not is_admin_path(request.path):
+        return response
+    headers = response.headers
+    headers["Content-Security-Policy"] = content_security_policy(g.get("csp_nonce"))
+    headers["X-Frame-Options"] = "DENY"
+    headers["X-Content-Type-Options"] = "nosniff"
+    # Not "no-referrer": Flask-WTF checks the Referer of form posts over HTTPS.
+    headers["Referrer-Policy"] = "same-origin"
+    if request.endpoint != "admin.static":
+        # Pages show stored conversations and, once, an API key: keep them out of caches.
+        headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- Sign-in and sign-out ------------------------------------------------------
+
+auth = Blueprint("staff_auth", __name__, url_prefix=ADMIN_URL)
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=staff.MAX_EMAIL_LENGTH)])
+    password = PasswordField(
+        "Password", validators=[DataRequired(), Length(max=staff.MAX_PASSWORD_LENGTH)]
+    )
+
+
+class ConfirmForm(FlaskForm):
+    """A form with nothing in it but its CSRF token: a confirmed state change."""
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: only back into the admin on this site."""
+    default = url_for("admin.index")
+    if not target or target.startswith("//") or "\\" in target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not is_admin_path(parts.path):
+        return default
+    return target
+
+
+@auth.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    """The staff sign-in form; the same answer for a wrong password and an unknown email."""
+    next_url = safe_next(request.args.get("next"))
+    if current_user.is_authenticated:
+        return redirect(next_url)
+    form = LoginForm()
+    error, status, headers = None, 200, {}
+    if request.method == "POST":
+        error, status = INVALID_CREDENTIALS, 401
+        if form.validate():
+            email = staff.normalize_email(form.email.data)
+            throttle: staff.LoginThrottle = current_app.extensions["florent.login_throttle"]
+            keys = {
+                f"email:{email}": FAILURES_PER_EMAIL,
+                f"addr:{request.remote_addr}": FAILURES_PER_ADDRESS,
+            }
+            wait = throttle.retry_after(keys)
+            user = None if wait else staff.authenticate_staff(email, form.password.data)
+            if wait:
+                error, status, headers = TOO_MANY_ATTEMPTS, 429, {"Retry-After": str(wait)}
+            elif user is None:
+                throttle.record_failure(*keys)
+            else:
+                throttle.reset(f"email:{email}")
+                session.clear()  # no state from before sign-in carries over
+                login_user(user)
+                session.permanent = True
+                return redirect(next_url)
+    return render_template("staff_admin/login.html", form=form, error=error), status, headers
+
+
+@auth.post("/logout")
+def logout() -> Any:
+    """Sign out (a POST, so another site cannot sign staff out)."""
+    logout_user()
+    session.clear()
+    flash("You are signed out.", "info")
+    return redirect(url_for("staff_auth.login"))
+
+
+# -- The guard -------------------------------------------------------------------
+
+
+class StaffAccess:
+    """Who may open a view: signed-in staff, and only admins where `admin_only` says so."""
+
+    admin_only = False
+
+    def is_accessible(self) -> bool:
+        return current_user.is_authenticated and (current_user.is_admin or not self.admin_only)
+
+    def is_visible(self) -> bool:
+        return self.is_accessible()
+
+    def inaccessible_callback(self, name: str, **kwargs: Any) -> Any:
+        if not current_user.is_authenticated:
+            return redirect(url_for("staff_auth.login", next=request.full_path.rstrip("?")))
+        abort(403)
+
+
+# -- Formatting ----------------------------------------------------------------
+
+
+def format_time(value: datetime) -> str:
+    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _time_formatter(view: Any, value: datetime, name: str) -> str:
+    return format_time(value)
+
+
+TYPE_FORMATTERS = {**DEFAULT_FORMATTERS, datetime: _time_formatter}
+
+
+def excerpt(content: str, length: int = 120) -> str:
+    flat = " ".join(content.split())
+    return flat if len(flat) <= length else flat[: length - 1] + "…"
+
+
+def _link(url: str, label: str, css: str = "") -> Markup:
+    return Markup('<a href="{}" class="{}">{}</a>').format(url, css, label)
+
+
+# -- The index -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowCount:
+    value: int
+    estimated: bool
+
+
+def row_count(table: str) -> RowCount:
+    """Exact for small tables; PostgreSQL's own estimate for big ones, so the index
+    page never scans a million rows."""
+    estimate = db.session.scalar(
+        text(
+            "SELECT GREATEST(c.reltuples::bigint, s.n_live_tup, 0) FROM pg_class c"
+            " LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid"
+            " WHERE c.oid = to_regclass(:table)"
+        ),
+        {"table": table},
+    )
+    if estimate is not None and estimate > ESTIMATE_ROWS_ABOVE:
+        return RowCount(estimate, estimated=True)
+    return RowCount(db.session.scalar(text(f'SELECT count(*) FROM "{table}"')), estimated=False)
+
+
+class StaffIndexView(StaffAccess, AdminIndexView):
+    @expose("/")
+    def index(self) -> str:
+        """What the store holds, in round figures once the tables are large."""
+        counts = {
+            "Conversations": row_count("conversations"),
+            "Messages": row_count("messages"),
+            # Keys are issued one by one by people: this table stays small.
+            "Active API keys": RowCount(
+                db.session.scalar(
+                    select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))
+                ),
+                estimated=False,
+            ),
+        }
+        return self.render("staff_admin/index.html", counts=counts)
+
+
+# -- The model views -------------------------------------------------------------
+
+
+class StaffModelView(StaffAccess, ModelView):
+    """Read-only by default; lists never count their rows (no COUNT(*) per page load)."""
+
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_export = False
+    can_set_page_size = False
+    page_size = 25
+    simple_list_pager = True
+    # Any form Flask-Admin itself renders carries the Flask-WTF CSRF token.
+    form_base_class = FlaskForm
+    column_type_formatters = TYPE_FORMATTERS
+    column_type_formatters_detail = TYPE_FORMATTERS
+    # Listed column -> the attribute it sorts by, when that is not the column itself.
+    sort_by: ClassVar[dict[str, Any] | None] = None
+
+    def get_sortable_columns(self) -> dict[str, Any]:
+        if self.sort_by is None:
+            return super().get_sortable_columns()
+        self._sortable_joins = {}
+        return dict(self.sort_by)
+
+
+class ConversationView(StaffModelView):
+    can_view_details = True
+    details_template = "staff_admin/conversation_details.html"
+    column_list = (
+        "title",
+        "org_id",
+        "user_id",
+        "model",
+        "message_count",
+        "last_message_at",
+        "created_at",
+        "updated_at",
+    )
+    column_details_list = ("id", *column_list[:4], "user_display", "timezone", *column_list[4:])
+    column_labels: ClassVar[dict[str, str]] = {
+        "id": "Id",
+        "title": "Title",
+        "org_id": "Organization",
+        "user_id": "Owner",
+        "message_count": "Messages",
+        "last_message_at": "Last message",
+        "created_at": "Created",
+        "updated_at": "Updated",
+        "user_display": "Addressed as",
+    }
+    column_searchable_list = ("title", "user_id", "org_id")
+    column_filters = (
+        FilterEqual(Conversation.org_id, "Organization"),
+        FilterEqual(Conversation.user_id, "Owner"),
+        "created_at",
+        "updated_at",
+    )
+    # Ids start with their creation second, so the primary key serves "newest first"
+    # (and sorting by creation) at any size. Other columns are not sortable: with no
+    # index behind them, each page would sort the whole table.
+    column_default_sort = ("id", True)
+    sort_by: ClassVar[dict[str, Any] | None] = {"created_at": Conversation.id}
+    column_formatters: ClassVar[dict[str, Any]] = {
+        "title": lambda view, context, model, name: _link(
+            view.get_url(".details_view", id=model.id), model.title
+        ),
+    }
+    column_formatters_detail: ClassVar[dict[str, Any]] = {}
+
+    def conversation_messages(self, conversation: Conversation) -> list[Message]:
+        """The first messages of a conversation, oldest first (for its detail page)."""
+        return list(
+            db.session.scalars(
+                select(Message)
+                .where(Message.conversation_id == conversation.id)
+                .order_by(Message.created_at, Message.id)
+                .limit(MESSAGES_SHOWN)
+            )
+        )
+
+
+class MessageView(StaffModelView):
+    can_view_details = True
+    column_list = ("conversation_id", "role", "created_at", "content")
+    column_details_list = ("id", "conversation_id", "role", "created_at", "content")
+    column_labels: ClassVar[dict[str, str]] = {
+        "id": "Id",
+        "conversation_id": "Conversation",
+        "created_at": "Created",
+    }
+    column_filters = (
+        FilterEqual(Message.conversation_id, "Conversation"),
+        FilterEqual(Message.role, "Role"),
+        "created_at",
+    )
+    column_default_sort = ("id", True)
+    sort_by: ClassVar[dict[str, Any] | None] = {"created_at": Message.id}
+    column_formatters: ClassVar[dict[str, Any]] = {
+        "conversation_id": lambda view, context, model, name: _link(
+            url_for("conversations.details_view", id=model.conversation_id),
+            model.conversation_id,
+            "text-monospace",
+        ),
+        "content": lambda view, context, model, name: excerpt(model.content),
+    }
+
+
+class ApiKeyView(StaffModelView):
+    """Keys, never their secrets. Admins may issue a key (its plaintext is shown once,
+    on the page that confirms it) and revoke one."""
+
+    list_template = "staff_admin/api_key_list.html"
+    column_list = ("name", "prefix", "org_id", "created_at", "last_used_at", "revoked_at")
+    column_display_actions = False
+    column_labels: ClassVar[dict[str, str]] = {
+        "name": "Name",
+        "prefix": "Prefix",
+        "org_id": "Organization",
+        "created_at": "Created",
+        "last_used_at": "Last used",
+        "revoked_at": "Revoked",
+    }
+    column_searchable_list = ("name", "org_id")
+    column_filters = (FilterEqual(ApiKey.org_id, "Organization"), "revoked_at")
+    column_default_sort = ("created_at", True)
+    column_sortable_list = ("name", "created_at", "last_used_at", "revoked_at")
+    # Never scaffold a form field for secret_hash.
+    form_columns = ("name", "org_id")
+    column_formatters: ClassVar[dict[str, Any]] = {
+        "prefix": lambda view, context, model, name: Markup("<code>{}…</code>").format(
+            model.prefix
+        ),
+        "revoked_at": lambda view, context, model, name: view.revoked_cell(model),
+    }
+
+    @property
+    def can_create(self) -> bool:  # type: ignore[override]
+        return is_admin()
+
+    def revoked_cell(self, key: ApiKey) -> str:
+        if key.revoked_at is not None:
+            return format_time(key.revoked_at)
+        if not is_admin():
+            return ""
+        return _link(
+            self.get_url(".revoke_view", id=key.id), "Revoke…", "btn btn-sm btn-outline-danger"
+        )
+
+    @expose("/new/", methods=("GET", "POST"))
+    def create_view(self) -> Any:
+        """Issue a key and show its plaintext, this once."""
+        if not is_admin():
+            abort(403)
+        form = ApiKeyCreateForm()
+        if form.validate_on_submit():
+            if not take_once_token(form.once.data):
+                # A resubmitted form (a reload, a double click) issues nothing more.
+                flash("That form was already used or has expired: no key was issued.", "warning")
+                return redirect(self.get_url(".index_view"), 303)
+            key, plaintext = apikeys.issue_api_key(form.org_id.data, form.name.data)
+            return self.render("staff_admin/api_key_created.html", key=key, plaintext=plaintext)
+        form.once.data = give_once_token()
+        return self.render("staff_admin/api_key_create.html", form=form)
+
+    @expose("/revoke/", methods=("GET", "POST"))
+    def revoke_view(self) -> Any:
+        """Ask, then revoke the key: its requests fail from then on."""
+        if not is_admin():
+            abort(403)
+        key = db.session.get(ApiKey, request.args.get("id", ""))
+        if key is None:
+            abort(404)
+        form = ConfirmForm()
+        if form.validate_on_submit():
+            apikeys.revoke_api_key(key.id)
+            flash(f"Revoked API key {key.name} ({key.prefix}…).", "success")
+            return redirect(self.get_url(".index_view"), 303)
+        return self.render(
+            "staff_admin/confirm.html",
+            form=form,
+            heading=f"Revoke API key {key.name}?",
+            facts={"Prefix": f"{key.prefix}…", "Organization": key.org_id},
+            warning="Every request made with this key will be refused from now on. "
+            "This cannot be undone.",
+            button="Revoke key",
+        )
+
+
+class StaffView(StaffModelView):
+    admin_only = True
+    list_template = "staff_admin/staff_list.html"
+    column_list = ("email", "role", "active", "created_at", "last_login_at")
+    column_display_actions = False
+    column_labels: ClassVar[dict[str, str]] = {
+        "email": "Email",
+        "created_at": "Created",
+        "last_login_at": "Last sign-in",
+    }
+    column_searchable_list = ("email",)
+    column_filters = ("role", "active")
+    column_default_sort = ("email", False)
+    column_sortable_list = ("email", "role", "created_at", "last_login_at")
+    # Never scaffold a form field for password_hash.
+    form_columns = ("email", "role")
+    column_formatters: ClassVar[dict[str, Any]] = {
+        "active": lambda view, context, model, name: view.active_cell(model),
+    }
+
+    def active_cell(self, member: Staff) -> str:
+        if not member.active:
+            return "no"
+        return Markup("yes {}").format(
+            _link(
+                self.get_url(".deactivate_view", id=member.id),
+                "Deactivate…",
+                "btn btn-sm btn-outline-danger ml-2",
+            )
+        )
+
+    @expose("/deactivate/", methods=("GET", "POST"))
+    def deactivate_view(self) -> Any:
+        """Ask, then deactivate the account: it is signed out on its next request."""
+        member = db.session.get(Staff, request.args.get("id", ""))
+        if member is None:
+            abort(404)
+        if member.id == current_user.id:
+            # The last admin must not lock everyone out by accident; the CLI still can.
+            flash("You cannot deactivate your own account here.", "warning")
+            return redirect(self.get_url(".index_view"), 303)
+        form = ConfirmForm()
+        if form.validate_on_submit():
+            staff.deactivate_staff(member.email)
+            flash(f"Deactivated {member.email}.", "success")
+            return redirect(self.get_url(".index_view"), 303)
+        return self.render(
+            "staff_admin/confirm.html",
+            form=form,
+            heading=f"Deactivate {member.email}?",
+            facts={"Role": member.role},
+            warning="They will be signed out and can no longer sign in.",
+            button="Deactivate",
+        )
+
+
+# -- Issuing API keys ----------------------------------------------------------
+
+
+def printable(form: FlaskForm, field: StringField) -> None:
+    if field.data != field.data.strip() or any(not c.isprintable() for c in field.data):
+        raise ValidationError("No leading or trailing spaces, and no control characters.")
+
+
+class ApiKeyCreateForm(FlaskForm):
+    org_id = StringField("Organization id", validators=[DataRequired(), Length(max=255), printable])
+    name = StringField(
+        "Name",
+        description="What people will recognise the key by, e.g. CI robot.",
+        validators=[DataRequired(), Length(max=100), printable],
+    )
+    once = HiddenField()
+
+
+def give_once_token() -> str:
+    """A token that lets the form issue one key, so a resubmission issues none."""
+    token = secrets.token_urlsafe(16)
+    session["api_key_form"] = token
+    return token
+
+
+def take_once_token(token: str | None) -> bool:
+    expected = session.pop("api_key_form", None)
+    return bool(token and expected and secrets.compare_digest(token, expected))
