@@ -3,9 +3,10 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 PORT ?= 5000
+SERVE_PORT ?= 8000
 FLASK := $(BIN)/flask --app florent
 
-.PHONY: install run test lint clean
+.PHONY: install run serve test bench lint clean
 
 install: $(VENV)/.installed
 
@@ -28,7 +29,19 @@ run: install
 	$(FLASK) run --host 127.0.0.1 --port $(PORT)
 
 test: install
+	bash scripts/ensure-browser.sh
 	$(BIN)/pytest
+
+# Production mode locally: gunicorn with gunicorn.conf.py, embedded PostgreSQL and a
+# loopback JWKS for the development key (it prints a token).
+serve: install
+	$(BIN)/python scripts/local_stack.py --port $(SERVE_PORT)
+
+# Figures, not tests: wrk against gunicorn beside a bare-Flask baseline.
+bench: install
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/run.py
+	$(BIN)/python bench/admin_pages.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -31,7 +31,7 @@ DB_STATEMENT_TIMEOUT_MS = 2500
 
 
 def create_app(settings: Settings | None = None, *, instance_path: str | None = None) -> Flask:
-    """Build the app: config -> extensions -> auth -> limits -> blueprints -> errors -> admin -> cli."""
+    """Build the app: config, extensions, auth, limits, blueprints, errors, admin, cli."""
     settings = settings or read_settings()
     app = Flask(__name__, template_folder=str(TEMPLATES), instance_path=instance_path)
     app.config.update(

@@ -126,9 +126,7 @@ def list_conversations() -> Response:
     page = conversations.list_conversations(caller, limit=query["limit"], after=after)
     next_cursor = encode_cursor(page.next_cursor, caller, secret) if page.next_cursor else None
     return json_response(
-        dump_conversation_page(
-            {"conversations": page.conversations, "next_cursor": next_cursor}
-        ),
+        dump_conversation_page({"conversations": page.conversations, "next_cursor": next_cursor}),
         200,
     )
 

