@@ -7,7 +7,6 @@ PostgreSQL, beside a bare-Flask baseline, measured with wrk. Prints figures only
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -52,10 +51,13 @@ def wait_until_up(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def gunicorn(app: str, port: int, env: dict[str, str], *extra: str) -> subprocess.Popen:
+def gunicorn(
+    app: str, port: int, env: dict[str, str], *extra: str, cwd: Path = ROOT
+) -> subprocess.Popen:
+    """gunicorn reads gunicorn.conf.py from `cwd`: the repository's for the service."""
     command = [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", *extra]
     return subprocess.Popen(
-        command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        command, cwd=cwd, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL
     )
 
 
@@ -156,9 +158,18 @@ def main() -> None:
 
     service_port, baseline_port = free_port(), free_port()
     service = gunicorn("wsgi:app", service_port, env)
+    # Run from bench/, so the baseline gets gunicorn's defaults, not our config.
     baseline = gunicorn(
-        "bench.baseline_app:app", baseline_port, env, "--workers", "3", "--worker-class", "sync"
+        "baseline_app:app",
+        baseline_port,
+        {},
+        "--workers",
+        "3",
+        "--worker-class",
+        "sync",
+        cwd=ROOT / "bench",
     )
+    overrides = {k: v for k, v in env.items() if k.startswith("GUNICORN_")}
     try:
         wait_until_up(f"http://127.0.0.1:{service_port}/healthz")
         wait_until_up(f"http://127.0.0.1:{baseline_port}/")
@@ -167,9 +178,7 @@ def main() -> None:
         def run(url: str, **kw) -> dict:
             return wrk(url, duration=args.duration, connections=CONNECTIONS, **kw)
 
-        print(
-            f"gunicorn config: {json.dumps({k: v for k, v in env.items() if k.startswith('GUNICORN_')}) or 'defaults'}"
-        )
+        print(f"gunicorn: gunicorn.conf.py with {overrides or 'its defaults'}")
         print(f"wrk: {CONNECTIONS} connections, {args.duration} s per run, 2 threads\n")
         run(f"http://127.0.0.1:{baseline_port}/", token=None)  # warm-up
         base = run(f"http://127.0.0.1:{baseline_port}/", token=None)

@@ -79,7 +79,8 @@ def engine_options() -> dict[str, Any]:
         "pool_timeout": DB_POOL_TIMEOUT_S,
         "connect_args": {
             "connect_timeout": DB_CONNECT_TIMEOUT_S,
-            "options": f"-c statement_timeout={DB_STATEMENT_TIMEOUT_MS}",
+            # UTC sessions hand back datetimes in datetime.UTC: no conversion to format them.
+            "options": f"-c statement_timeout={DB_STATEMENT_TIMEOUT_MS} -c timezone=UTC",
         },
     }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields
@@ -15,7 +15,6 @@ from .errors import ApiError, issue
 # Control characters (Unicode Cc) other than tab and newline, and lone surrogates.
 # Surrogates survive JSON parsing in Python but cannot be encoded for PostgreSQL,
 # and NUL cannot be stored in a text column at all.
-ZERO = timedelta(0)
 CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 SURROGATE = re.compile(r"[\ud800-\udfff]")
 
@@ -80,9 +79,9 @@ class Timestamp(fields.Field):
 
 
 def format_timestamp(value: datetime) -> str:
-    if value.utcoffset() != ZERO:
+    if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    return value.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 class InputSchema(Schema):
@@ -190,6 +189,19 @@ class ConversationDetailSchema(Schema):
 
 class MessageCreatedSchema(Schema):
     message = fields.Nested(MessageSchema)
+    conversation = fields.Nested(ConversationSchema)
+
+
+class MessageUnansweredSchema(MessageCreatedSchema):
+    """The person's message, stored with no reply: no model server is configured."""
+
+    assistant = fields.Nested(MessageSchema, allow_none=True)  # always null
+
+
+class TurnSchema(Schema):
+    """A chat turn: the person's message and Florent's reply, and the conversation after."""
+
+    messages = fields.List(fields.Nested(MessageSchema))
     conversation = fields.Nested(ConversationSchema)
 
 
