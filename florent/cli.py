@@ -1,4 +1,4 @@
-"""flask commands: API keys and development tokens."""
+"""flask commands: API keys, staff accounts, development tokens, housekeeping."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from . import apikeys, idempotency
+from . import apikeys, idempotency, staff
+from .models import STAFF_ROLES
 from .schemas import format_timestamp
-from .staff import staff_cli
 
 api_keys_cli = AppGroup("api-keys", help="Issue, list and revoke organization API keys.")
 
@@ -43,11 +43,7 @@ def list_api_keys(org_id: str | None) -> None:
                 format_timestamp(key.revoked_at) if key.revoked_at else "-",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+    echo_table(rows)
 
 
 @api_keys_cli.command("revoke")
@@ -58,6 +54,55 @@ def revoke_api_key(key: str) -> None:
     if revoked is None:
         raise click.ClickException("no such API key")
     click.echo(f"Revoked API key {revoked.id} ({revoked.prefix}...).")
+
+
+staff_cli = AppGroup("staff", help="Manage staff accounts for the admin at /admin.")
+
+
+@staff_cli.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(STAFF_ROLES), required=True, help="What they may do.")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="Prompted for when omitted, which is better: a command line stays in shell history.",
+)
+def create_staff_command(email: str, role: str, password: str) -> None:
+    """Create a staff account that can sign in to /admin."""
+    try:
+        member = staff.create_staff(email, role=role, password=password)
+    except staff.StaffError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Created {member.role} {member.email}.")
+
+
+@staff_cli.command("list")
+def list_staff_command() -> None:
+    """List staff accounts (never their password hashes)."""
+    rows = [("EMAIL", "ROLE", "ACTIVE", "CREATED", "LAST LOGIN")]
+    for member in staff.list_staff():
+        rows.append(
+            (
+                member.email,
+                member.role,
+                "yes" if member.active else "no",
+                format_timestamp(member.created_at),
+                format_timestamp(member.last_login_at) if member.last_login_at else "-",
+            )
+        )
+    echo_table(rows)
+
+
+@staff_cli.command("deactivate")
+@click.argument("email")
+def deactivate_staff_command(email: str) -> None:
+    """Deactivate an account: it can no longer sign in, and its sessions end."""
+    member = staff.deactivate_staff(email)
+    if member is None:
+        raise click.ClickException("no such staff account")
+    click.echo(f"Deactivated {member.email}.")
 
 
 @click.command("dev-token")
@@ -78,6 +123,15 @@ def dev_token(user_id: str, org_id: str, ttl: int) -> None:
 def purge_idempotency_keys() -> None:
     """Delete Idempotency-Key records older than 24 hours (run it from cron)."""
     click.echo(f"Deleted {idempotency.purge_expired_keys()} expired idempotency keys.")
+
+
+def echo_table(rows: list[tuple[str, ...]]) -> None:
+    """Left-aligned columns, for people reading a terminal."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 def register_cli(app: Flask) -> None:

@@ -1,5 +1,5 @@
-"""Staff accounts for the admin at /admin: the use cases, the sign-in throttle and
-`flask staff ...`.
+"""Staff accounts for the admin at /admin: the use cases and the sign-in throttle
+(`flask staff ...` lives in cli.py).
 
 Staff are people who browse the store; they are not API callers and never own
 conversations. Each service function is one transaction, committed here.
@@ -15,15 +15,12 @@ from collections import deque
 from dataclasses import dataclass
 from functools import cache
 
-import click
-from flask.cli import AppGroup
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db
 from .models import STAFF_ROLES, Staff
-from .schemas import format_timestamp
 
 # werkzeug's scrypt (N=2**15, r=8, p=1): memory-hard, and no new dependency. The tests
 # lower the cost through this name, as Django's test settings swap in a fast hasher.
@@ -197,58 +194,3 @@ class LoginThrottle:
             self._recent(key, now)
         while len(self._failures) >= self.max_keys:
             del self._failures[next(iter(self._failures))]
-
-
-# -- flask staff ... ----------------------------------------------------------
-
-staff_cli = AppGroup("staff", help="Manage staff accounts for the admin at /admin.")
-
-
-@staff_cli.command("create")
-@click.argument("email")
-@click.option("--role", type=click.Choice(STAFF_ROLES), required=True, help="What they may do.")
-@click.option(
-    "--password",
-    prompt=True,
-    hide_input=True,
-    confirmation_prompt=True,
-    help="Prompted for when omitted, which is better: a command line stays in shell history.",
-)
-def create_staff_command(email: str, role: str, password: str) -> None:
-    """Create a staff account that can sign in to /admin."""
-    try:
-        staff = create_staff(email, role=role, password=password)
-    except StaffError as error:
-        raise click.ClickException(str(error)) from None
-    click.echo(f"Created {staff.role} {staff.email}.")
-
-
-@staff_cli.command("list")
-def list_staff_command() -> None:
-    """List staff accounts (never their password hashes)."""
-    rows = [("EMAIL", "ROLE", "ACTIVE", "CREATED", "LAST LOGIN")]
-    for staff in list_staff():
-        rows.append(
-            (
-                staff.email,
-                staff.role,
-                "yes" if staff.active else "no",
-                format_timestamp(staff.created_at),
-                format_timestamp(staff.last_login_at) if staff.last_login_at else "-",
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
-
-
-@staff_cli.command("deactivate")
-@click.argument("email")
-def deactivate_staff_command(email: str) -> None:
-    """Deactivate an account: it can no longer sign in, and its sessions end."""
-    staff = deactivate_staff(email)
-    if staff is None:
-        raise click.ClickException("no such staff account")
-    click.echo(f"Deactivated {staff.email}.")
