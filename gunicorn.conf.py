@@ -1,8 +1,14 @@
 """gunicorn settings, read by `gunicorn wsgi:app` from the working directory.
 
 Every value can be overridden from the environment. The defaults were chosen by
-measurement on a 2-core machine (README, "Performance"): sync workers, about two
-per core plus one, beat 2 x 8 gthread on the database paths with steadier tails.
+measurement on a 2-core machine (README, "Performance"):
+
+- API only: sync workers, two per core plus one. On the database paths they match
+  gthread's throughput with far steadier tails (p99/p50 about 1.5 against 3 to 5).
+- With Florent replies on (FLORENT_LLM_BASE_URL set): gthread. A streamed reply holds
+  whatever serves it for seconds to minutes; a sync worker would be one stream per
+  process (and killed after `timeout`), while a gthread worker serves many, and its
+  timeout only watches the worker's heartbeat.
 """
 
 import multiprocessing
@@ -13,12 +19,14 @@ def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+STREAMS = bool(os.environ.get("FLORENT_LLM_BASE_URL", "").strip())
+
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 workers = _int("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1)
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
-threads = _int("GUNICORN_THREADS", 1)
-# A request is bounded by the app's own timeouts (database ~3 s, JWKS ~2 s), so a
-# worker silent for this long is stuck, and is replaced.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread" if STREAMS else "sync")
+threads = _int("GUNICORN_THREADS", 16 if STREAMS else 1)
+# Without streams a request is bounded by the app's own timeouts (database about 3 s,
+# JWKS about 2 s), so a sync worker silent this long is stuck and is replaced.
 timeout = _int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)

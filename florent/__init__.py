@@ -10,6 +10,7 @@ from flask import Flask, request
 
 from .admin import init_admin
 from .api import bp as api_bp
+from .assistant import init_assistant
 from .auth import Authenticator, DevSigningKey, authenticate_request, init_auth
 from .cli import register_cli
 from .config import Settings, read_settings, sqlalchemy_url
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *, instance_path: str | None = 
             dev_key=None if settings.is_production else _dev_signing_key(app),
         ),
     )
+    init_assistant(app, settings)
     # Authenticate before the rate limiter runs, so limits are per caller.
     app.before_request(_authenticate_api_request)
     app.register_blueprint(api_bp)

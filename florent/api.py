@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Response, current_app, g, request, url_for
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from . import conversations, idempotency
+from . import assistant, conversations, idempotency
+from .assistant import AssistantUnavailable
 from .auth import current_caller
-from .conversations import ConversationNotFound
+from .conversations import ConversationNotFound, ReplyInProgress, Turn
 from .cursors import InvalidCursor, decode_cursor, encode_cursor
 from .errors import ApiError, issue, json_response
 from .schemas import (
@@ -22,10 +27,13 @@ from .schemas import (
     ConversationResponseSchema,
     MessageCreatedSchema,
     MessageCreateSchema,
+    MessageUnansweredSchema,
+    TurnSchema,
     compile_dump,
     load,
 )
 
+log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
@@ -39,6 +47,15 @@ dump_conversation_response = compile_dump(ConversationResponseSchema())
 dump_conversation_page = compile_dump(ConversationPageSchema())
 dump_conversation_detail = compile_dump(ConversationDetailSchema())
 dump_message_created = compile_dump(MessageCreatedSchema())
+dump_message_unanswered = compile_dump(MessageUnansweredSchema())
+dump_turn = compile_dump(TurnSchema())
+
+EVENT_STREAM = "text/event-stream"
+EVENT_STREAM_HEADERS = {
+    "Cache-Control": "no-store",
+    # nginx and some other proxies buffer responses unless told not to.
+    "X-Accel-Buffering": "no",
+}
 
 
 def json_body() -> Any:
@@ -157,11 +174,79 @@ def delete_conversation(conversation_id: str) -> Response:
 
 @bp.post("/florent/conversations/<conversation_id>/messages")
 def append_message(conversation_id: str) -> Response:
-    """Add the caller's message to the conversation."""
+    """Add the caller's message to the conversation, and Florent's reply (streamed on request)."""
     fields = load(message_create_schema, json_body())
-    message, conversation = conversations.append_message(
-        current_caller(), conversation_id, role="user", **fields
+    caller, server = current_caller(), assistant.model_server()
+    if server is None:
+        message, conversation = conversations.append_message(
+            caller, conversation_id, role="user", **fields
+        )
+        return json_response(
+            dump_message_unanswered(
+                {"message": message, "conversation": conversation, "assistant": None}
+            ),
+            201,
+        )
+    try:
+        turn = conversations.start_turn(
+            caller, conversation_id, content=fields["content"], stale_after=server.stale_after
+        )
+    except ReplyInProgress:
+        raise ApiError(409, "reply_in_progress") from None
+    reply = assistant.Reply(
+        server, caller, turn, app=current_app._get_current_object(), request_id=g.request_id
     )
+    if wants_event_stream():
+        # The events are sent after this view has returned and its request context is
+        # gone: the reply needs none, and takes a database connection only to store itself.
+        response = Response(turn_events(reply, turn), 201, mimetype=EVENT_STREAM)
+        response.headers.update(EVENT_STREAM_HEADERS)
+        response.call_on_close(reply.close)  # even if the stream is never started
+        return response
+    try:
+        message, conversation = reply.wait()
+    except AssistantUnavailable:
+        raise ApiError(502, "assistant_unavailable") from None
     return json_response(
-        dump_message_created({"message": message, "conversation": conversation}), 201
+        dump_turn({"messages": [turn.message, message], "conversation": conversation}), 201
     )
+
+
+def wants_event_stream() -> bool:
+    """The client named text/event-stream in Accept (a wildcard alone means JSON)."""
+    return any(
+        mimetype == EVENT_STREAM and quality > 0 for mimetype, quality in request.accept_mimetypes
+    )
+
+
+def turn_events(reply: assistant.Reply, turn: Turn) -> Iterator[bytes]:
+    """The turn as server-sent events: message, delta..., then done or error.
+
+    The status (201) is long sent by the time the model fails, so failures are events.
+    """
+    try:
+        yield sse(
+            "message",
+            dump_message_created({"message": turn.message, "conversation": turn.conversation}),
+        )
+        for text in reply.texts():
+            yield sse("delta", {"text": text})
+        message, conversation = reply.store()
+        yield sse("done", dump_message_created({"message": message, "conversation": conversation}))
+    except AssistantUnavailable:
+        yield sse("error", {"error": "assistant_unavailable"})
+    except ConversationNotFound:  # deleted while Florent was replying
+        yield sse("error", {"error": "not_found"})
+    except (DBAPIError, PoolTimeoutError):
+        log.exception("database unavailable while storing a reply")
+        yield sse("error", {"error": "service_unavailable"})
+    except Exception:
+        log.exception("reply stream failed")
+        yield sse("error", {"error": "internal_error"})
+    finally:
+        reply.close()
+
+
+def sse(event: str, data: Any) -> bytes:
+    """One server-sent event; JSON has no raw newline, so the data is one line."""
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"

@@ -7,14 +7,16 @@ rather than letting it start half-configured.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 WORKOS_JWKS_URL_TEMPLATE = "https://api.workos.com/sso/jwks/{client_id}"
 DEFAULT_MODEL = "florent-gpt-4"
 ENVIRONMENTS = ("development", "production")
 FALSE_WORDS = ("0", "false", "no", "off")
+N = TypeVar("N", int, float)
 
 
 class ConfigError(RuntimeError):
@@ -22,6 +24,14 @@ class ConfigError(RuntimeError):
 
 
 DEFAULT_RATE_LIMIT = "100 per second;6000 per minute"
+
+# Florent's replies. A local model may take a while before its first token, hence the
+# generous read timeout (the longest wait for the next bytes, not for the whole reply).
+DEFAULT_LLM_CONNECT_TIMEOUT_S = 5.0
+DEFAULT_LLM_READ_TIMEOUT_S = 60.0
+DEFAULT_LLM_TURN_TIMEOUT_S = 180.0
+# About 12k tokens of history for most models: messages beyond it, oldest first, are left out.
+DEFAULT_LLM_HISTORY_CHARS = 48_000
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,15 @@ class Settings:
     rate_limit_enabled: bool = True
     # memory:// counts per process; give several instances one Redis (redis://...).
     rate_limit_storage_uri: str = "memory://"
+    # An OpenAI-compatible model server (".../v1"); None means Florent makes no replies.
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+    llm_connect_timeout: float = DEFAULT_LLM_CONNECT_TIMEOUT_S
+    llm_read_timeout: float = DEFAULT_LLM_READ_TIMEOUT_S
+    # The longest a whole reply may take; it also bounds how long a turn holds its conversation.
+    llm_turn_timeout: float = DEFAULT_LLM_TURN_TIMEOUT_S
+    # Budget of the history sent with each turn, in code points of message content.
+    llm_history_chars: int = DEFAULT_LLM_HISTORY_CHARS
 
     @property
     def is_production(self) -> bool:
@@ -69,6 +88,20 @@ def read_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         rate_limit=get("RATELIMIT_DEFAULT") or DEFAULT_RATE_LIMIT,
         rate_limit_enabled=(get("RATELIMIT_ENABLED") or "true").lower() not in FALSE_WORDS,
         rate_limit_storage_uri=get("RATELIMIT_STORAGE_URI") or "memory://",
+        llm_base_url=get("FLORENT_LLM_BASE_URL"),
+        llm_api_key=get("FLORENT_LLM_API_KEY"),
+        llm_connect_timeout=_positive(
+            float, "FLORENT_LLM_CONNECT_TIMEOUT", get, DEFAULT_LLM_CONNECT_TIMEOUT_S
+        ),
+        llm_read_timeout=_positive(
+            float, "FLORENT_LLM_READ_TIMEOUT", get, DEFAULT_LLM_READ_TIMEOUT_S
+        ),
+        llm_turn_timeout=_positive(
+            float, "FLORENT_LLM_TURN_TIMEOUT", get, DEFAULT_LLM_TURN_TIMEOUT_S
+        ),
+        llm_history_chars=_positive(
+            int, "FLORENT_LLM_HISTORY_CHARS", get, DEFAULT_LLM_HISTORY_CHARS
+        ),
     )
     if settings.is_production:
         missing = [
@@ -84,7 +117,27 @@ def read_settings(environ: Mapping[str, str] = os.environ) -> Settings:
             raise ConfigError(f"production needs {', '.join(missing)} in the environment")
     if jwks_url is not None and urlsplit(jwks_url).scheme not in ("http", "https"):
         raise ConfigError("WORKOS_JWKS_URL must be an http(s) URL")
+    if settings.llm_base_url is not None and not _is_http_url(settings.llm_base_url):
+        raise ConfigError("FLORENT_LLM_BASE_URL must be an http(s) URL, e.g. http://host:8000/v1")
     return settings
+
+
+def _positive(kind: type[N], name: str, get: Callable[[str], str | None], default: N) -> N:
+    value = get(name)
+    if value is None:
+        return default
+    try:
+        number = kind(value)
+    except ValueError:
+        number = None
+    if number is None or not 0 < number < float("inf"):
+        raise ConfigError(f"{name} must be a positive {kind.__name__}, not {value!r}")
+    return number
+
+
+def _is_http_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 def sqlalchemy_url(database_url: str) -> str:

@@ -10,7 +10,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import Connection, Insert, Row, Select, delete, func, insert, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Insert,
+    Row,
+    Select,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from .auth import Caller
@@ -19,6 +31,7 @@ from .ids import is_object_id
 from .models import Conversation, Message
 
 DEFAULT_TITLE = "New conversation"
+TITLE_MAX_LENGTH = 120
 
 # Hot paths read plain rows through SQLAlchemy Core: the schemas dump them by
 # attribute just like ORM objects, without the cost of building identity-mapped objects.
@@ -49,6 +62,10 @@ def one_statement() -> Connection:
 
 class ConversationNotFound(Exception):
     """Unknown, malformed, or owned by someone else: the caller cannot tell which."""
+
+
+class ReplyInProgress(Exception):
+    """Florent is still replying in this conversation: one turn at a time."""
 
 
 @dataclass(frozen=True)
@@ -255,3 +272,145 @@ def append_message(
     ).one()
     db.session.commit()
     return message, conversation
+
+
+@dataclass(frozen=True)
+class Turn:
+    """The person's stored message, and the conversation's reply slot held for Florent."""
+
+    message: Row
+    conversation: Row
+    # The conversation's messages, oldest first, ending with `message`.
+    history: list[Row]
+
+    @property
+    def reply_started_at(self) -> datetime:
+        """When this turn claimed the slot: it frees or fills the slot only if still its own."""
+        return self.conversation.reply_started_at
+
+
+def title_from_message(content: str) -> str | None:
+    """A title for a conversation: its first message's first non-blank line, trimmed."""
+    for line in content.split("\n"):
+        title = line.strip()[:TITLE_MAX_LENGTH].rstrip()
+        if title:
+            return title
+    return None
+
+
+def start_turn(
+    caller: Caller, conversation_id: str, *, content: str, stale_after: timedelta
+) -> Turn:
+    """Store the person's message and claim the conversation's reply slot, atomically.
+
+    The slot is free, or held by a turn older than `stale_after` (one whose process died
+    before freeing it); otherwise nothing is stored and ReplyInProgress is raised. The
+    UPDATE takes the row lock first, as append_message does, so two turns cannot both
+    claim the slot: the second re-reads the row after the first commits and finds it held.
+
+    A conversation that still has the default title and has never changed since it was
+    created (no message, no rename: a rename always moves `updated_at`) is titled from
+    this, its first message. So a title the person set, even "New conversation" itself,
+    is never overwritten; a conversation *created* titled "New conversation" counts as
+    untitled.
+    """
+    if not is_object_id(conversation_id):
+        raise ConversationNotFound()
+    changed_at = _next_change_time()
+    values = {
+        "message_count": Conversation.message_count + 1,
+        "last_message_at": changed_at,
+        "updated_at": changed_at,
+        "reply_started_at": func.now(),
+    }
+    title = title_from_message(content)
+    if title is not None:
+        untouched = (Conversation.title == DEFAULT_TITLE) & (
+            Conversation.updated_at == Conversation.created_at
+        )
+        values["title"] = case((untouched, title), else_=Conversation.title)
+    slot_free = Conversation.reply_started_at.is_(None) | (
+        Conversation.reply_started_at < func.now() - stale_after
+    )
+    conversation = db.session.execute(
+        update(Conversation)
+        .where(_owned_by(caller, conversation_id), slot_free)
+        .values(values)
+        .returning(*CONVERSATION_COLUMNS)
+    ).first()
+    if conversation is None:
+        exists = db.session.execute(
+            select(Conversation.id).where(_owned_by(caller, conversation_id))
+        ).first()
+        db.session.rollback()
+        raise ReplyInProgress() if exists else ConversationNotFound()
+    message = db.session.execute(
+        insert(Message)
+        .values(
+            conversation_id=conversation_id,
+            role="user",
+            content=content,
+            created_at=conversation.updated_at,
+        )
+        .returning(*MESSAGE_COLUMNS)
+    ).one()
+    history = db.session.execute(
+        select(*MESSAGE_COLUMNS)
+        .where(Message.conversation_id == conversation_id)
+        .order_by(Message.created_at, Message.id)
+    ).all()
+    db.session.commit()
+    return Turn(message, conversation, history)
+
+
+def finish_turn(
+    caller: Caller, conversation_id: str, *, reply_started_at: datetime, content: str
+) -> tuple[Row, Row]:
+    """Store Florent's complete reply and free the reply slot, atomically.
+
+    Raises ConversationNotFound when the conversation was deleted during the turn (or
+    the turn outlived its slot): the reply then has nowhere to go.
+    """
+    changed_at = _next_change_time()
+    conversation = db.session.execute(
+        update(Conversation)
+        .where(
+            _owned_by(caller, conversation_id),
+            Conversation.reply_started_at == reply_started_at,
+        )
+        .values(
+            message_count=Conversation.message_count + 1,
+            last_message_at=changed_at,
+            updated_at=changed_at,
+            reply_started_at=None,
+        )
+        .returning(*CONVERSATION_COLUMNS)
+    ).first()
+    if conversation is None:
+        db.session.rollback()
+        raise ConversationNotFound()
+    message = db.session.execute(
+        insert(Message)
+        .values(
+            conversation_id=conversation_id,
+            role="assistant",
+            content=content,
+            created_at=conversation.updated_at,
+        )
+        .returning(*MESSAGE_COLUMNS)
+    ).one()
+    db.session.commit()
+    return message, conversation
+
+
+def abandon_turn(caller: Caller, conversation_id: str, *, reply_started_at: datetime) -> None:
+    """Free the reply slot without a reply (the model failed, or the client left)."""
+    one_statement().execute(
+        update(Conversation)
+        .where(
+            _owned_by(caller, conversation_id),
+            Conversation.reply_started_at == reply_started_at,
+        )
+        .values(reply_started_at=None)
+    )
+    db.session.commit()

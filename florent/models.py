@@ -32,6 +32,9 @@ class Conversation(db.Model):
     last_message_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW_MS)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW_MS)
+    # Set while Florent is generating a reply: one turn at a time per conversation. A turn
+    # that died without clearing it (a killed worker) stops counting once it is stale.
+    reply_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         CheckConstraint(OBJECT_ID_CHECK, name="id_is_object_id"),

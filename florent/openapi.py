@@ -47,6 +47,17 @@ CONVERSATION_ID = {
     "schema": {"type": "string"},
 }
 TIMESTAMP = {"type": "string", "format": "date-time"}
+EVENT_STREAM = "text/event-stream"
+EVENT_STREAM_DESCRIPTION = (
+    "Server-sent events, each `event: <name>` and one line of JSON `data`, in this order: "
+    "`message` (`FlorentMessageCreated`: the caller's stored message and the conversation), "
+    "then `delta` (`FlorentReplyDelta`) as the reply is generated, then either `done` "
+    "(`FlorentMessageCreated`: Florent's stored message and the updated conversation) or "
+    "`error` (`ErrorResponse`: `assistant_unavailable` when the model server failed, timed "
+    "out or cut its reply short; `not_found` when the conversation was deleted meanwhile; "
+    "`service_unavailable`). After an `error`, the caller's message stays stored and no "
+    "partial reply is. A client that disconnects abandons the reply."
+)
 
 
 def _text(max_length: int, min_length: int = 0) -> dict[str, Any]:
@@ -127,6 +138,45 @@ COMPONENTS: dict[str, Any] = {
             "required": ["message", "conversation"],
             "additionalProperties": False,
             "title": "FlorentMessageCreated",
+        },
+        "FlorentMessageUnanswered": {
+            "type": "object",
+            "description": "The caller's message, stored without a reply: no model server is "
+            "configured, so Florent does not answer (`assistant` is always null).",
+            "properties": {
+                "message": _ref("FlorentMessage"),
+                "conversation": _ref("FlorentConversation"),
+                "assistant": {"type": "null"},
+            },
+            "required": ["message", "conversation", "assistant"],
+            "additionalProperties": False,
+            "title": "FlorentMessageUnanswered",
+        },
+        "FlorentTurn": {
+            "type": "object",
+            "description": "A chat turn: the caller's message and Florent's reply, both "
+            "stored, and the conversation after them.",
+            "properties": {
+                "messages": {
+                    "type": "array",
+                    "items": _ref("FlorentMessage"),
+                    "minItems": 2,
+                    "maxItems": 2,
+                    "description": "`[user message, assistant message]`.",
+                },
+                "conversation": _ref("FlorentConversation"),
+            },
+            "required": ["messages", "conversation"],
+            "additionalProperties": False,
+            "title": "FlorentTurn",
+        },
+        "FlorentReplyDelta": {
+            "type": "object",
+            "description": "The data of a `delta` event: the next piece of Florent's reply.",
+            "properties": {"text": {"type": "string"}},
+            "required": ["text"],
+            "additionalProperties": False,
+            "title": "FlorentReplyDelta",
         },
         "ErrorResponse": {
             "type": "object",
@@ -264,7 +314,15 @@ PATHS: dict[str, Any] = {
     "/florent/conversations/{id}/messages": {
         "post": {
             "operationId": "post-florent-conversation-message",
-            "summary": "Append the caller's message to a Florent conversation",
+            "summary": "Send a message to Florent, and get its reply",
+            "description": "Stores the caller's message, then asks the model for Florent's "
+            "reply with the conversation so far and stores it once complete. "
+            "With `Accept: text/event-stream` the reply is streamed as server-sent events; "
+            "otherwise the response waits for it. One turn at a time per conversation. "
+            "The first message of a conversation still titled `New conversation` (and never "
+            "renamed) titles it. Without a configured model server, the message is stored "
+            "and answered with `assistant: null` (as JSON, whatever `Accept` says), and no "
+            "title is derived.",
             "tags": ["subpackage_florent"],
             "parameters": [AUTHORIZATION, CONVERSATION_ID],
             "requestBody": {
@@ -280,10 +338,33 @@ PATHS: dict[str, Any] = {
                 },
             },
             "responses": {
-                "201": _json(_ref("FlorentMessageCreated"), "The stored message."),
+                "201": {
+                    "description": "The caller's message is stored, and Florent's reply with "
+                    "it when a model server is configured.",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "oneOf": [_ref("FlorentTurn"), _ref("FlorentMessageUnanswered")]
+                            }
+                        },
+                        EVENT_STREAM: {
+                            "schema": {"type": "string"},
+                            "description": EVENT_STREAM_DESCRIPTION,
+                        },
+                    },
+                },
                 "400": BAD_REQUEST,
                 "401": UNAUTHORIZED,
                 "404": NOT_FOUND,
+                "409": _error(
+                    "Reply in progress — Florent is still answering a previous message in "
+                    "this conversation (`reply_in_progress`); nothing was stored."
+                ),
+                "502": _error(
+                    "Assistant unavailable — the model server failed, timed out or cut its "
+                    "reply short (`assistant_unavailable`). The caller's message stays stored; "
+                    "no partial reply is."
+                ),
             },
         }
     },

@@ -1,0 +1,687 @@
+"""POST .../messages as a chat turn: Florent's reply from a real OpenAI-compatible model
+server on loopback, waited for as JSON or streamed as server-sent events."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+import requests
+from flask import Flask
+from jsonschema import Draft202012Validator
+from sqlalchemy import select, text
+from werkzeug.serving import make_server
+
+from florent import create_app
+from florent.extensions import db
+from florent.models import Conversation, Message
+
+from .conftest import make_settings
+from .factories import URL, create_conversation
+from .fake_model_server import COMPLETIONS_PATH, FakeModelServer
+
+STREAM = {"Accept": "text/event-stream"}
+API_KEY = "sk-test-florent"
+
+
+# -- Fixtures -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def model_server() -> Iterator[FakeModelServer]:
+    server = FakeModelServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def model(model_server: FakeModelServer) -> Iterator[FakeModelServer]:
+    model_server.reset()
+    yield model_server
+    model_server.reset()
+
+
+def close_app(app: Flask) -> None:
+    app.extensions["florent.assistant"].close()
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def florent(app, database_url, jwks_server, instance_path, model_server) -> Iterator[Flask]:
+    """The app with a model server configured (`app` has built the schema already)."""
+    settings = make_settings(
+        database_url,
+        jwks_server.url,
+        llm_base_url=model_server.base_url,
+        llm_api_key=API_KEY,
+        llm_connect_timeout=2,
+        llm_read_timeout=5,
+        llm_turn_timeout=20,
+    )
+    florent = create_app(settings, instance_path=str(instance_path))
+    florent.config["TESTING"] = True
+    yield florent
+    close_app(florent)
+
+
+@pytest.fixture
+def chat(florent: Flask):
+    return florent.test_client()
+
+
+@pytest.fixture
+def florent_with(make_app, jwks_server, model):
+    """Another app with a model server and other reply settings."""
+    apps: list[Flask] = []
+
+    def build(**settings: Any) -> Flask:
+        settings.setdefault("llm_base_url", model.base_url)
+        built = make_app(jwks_server.url, **settings)
+        built.config["TESTING"] = True
+        apps.append(built)
+        return built
+
+    yield build
+    for built in apps:
+        built.extensions["florent.assistant"].close()
+
+
+@pytest.fixture(scope="module")
+def florent_server(florent: Flask) -> Iterator[str]:
+    """The app with a model server, served over real HTTP on loopback."""
+    server = make_server("127.0.0.1", 0, florent, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def document(app) -> dict[str, Any]:
+    return app.test_client().get("/api/openapi.json").get_json()
+
+
+# -- Helpers --------------------------------------------------------------------
+
+
+def messages_url(conversation_id: str) -> str:
+    return f"{URL}/{conversation_id}/messages"
+
+
+def parse_events(chunks: Iterable[bytes]) -> Iterator[tuple[str, Any]]:
+    """(event, data) of each server-sent event, as the chunks arrive."""
+    buffer = b""
+    for piece in chunks:
+        buffer += piece
+        while b"\n\n" in buffer:
+            raw, buffer = buffer.split(b"\n\n", 1)
+            fields = dict(line.split(b": ", 1) for line in raw.split(b"\n"))
+            yield fields[b"event"].decode(), orjson.loads(fields[b"data"])
+    assert buffer == b"", buffer
+
+
+def stream_turn(client, caller, conversation_id: str, content: str):
+    response = client.post(
+        messages_url(conversation_id),
+        json={"content": content},
+        headers={**caller, **STREAM},
+        buffered=False,
+    )
+    return response, parse_events(response.response)
+
+
+def stored(florent: Flask, conversation_id: str) -> tuple[Conversation, list[tuple[str, str]]]:
+    with florent.app_context():
+        conversation = db.session.get(Conversation, conversation_id)
+        rows = db.session.execute(
+            select(Message.role, Message.content)
+            .where(Message.conversation_id == conversation_id)
+            .order_by(Message.created_at, Message.id)
+        ).all()
+        db.session.expunge_all()
+        return conversation, [tuple(row) for row in rows]
+
+
+def validate(document: dict[str, Any], schema: dict[str, Any], value: Any) -> None:
+    Draft202012Validator({**schema, "components": document["components"]}).validate(value)
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(condition, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+# -- Turns, waited for and streamed ------------------------------------------------
+
+
+def test_json_turn_stores_both_messages_and_answers_201(florent, chat, alice, model):
+    conversation = create_conversation(chat, alice, title="Launch")
+
+    response = chat.post(messages_url(conversation["_id"]), json={"content": "Hi!"}, headers=alice)
+
+    assert response.status_code == 201
+    body = response.get_json()
+    assert set(body) == {"messages", "conversation"}
+    user, reply = body["messages"]
+    assert (user["role"], user["content"]) == ("user", "Hi!")
+    assert (reply["role"], reply["content"]) == ("assistant", "Hello, I am Florent.")
+    assert user["conversationId"] == reply["conversationId"] == conversation["_id"]
+    assert user["createdAt"] < reply["createdAt"]
+    updated = body["conversation"]
+    assert updated["messageCount"] == 2
+    assert updated["lastMessageAt"] == updated["updatedAt"] == reply["createdAt"]
+    row, messages = stored(florent, conversation["_id"])
+    assert messages == [("user", "Hi!"), ("assistant", "Hello, I am Florent.")]
+    assert (row.message_count, row.reply_started_at) == (2, None)
+    detail = chat.get(f"{URL}/{conversation['_id']}", headers=alice).get_json()
+    assert detail["messages"] == [user, reply] and detail["conversation"] == updated
+
+    (sent,) = model.requests
+    assert sent["path"] == COMPLETIONS_PATH
+    assert sent["headers"]["Authorization"] == f"Bearer {API_KEY}"
+    assert sent["body"]["model"] == conversation["model"] == "florent-test-model"
+    assert sent["body"]["stream"] is True
+
+
+def test_streamed_turn_sends_message_deltas_then_done(florent, chat, alice, model, document):
+    conversation = create_conversation(chat, alice, title="Launch")
+    model.reply = ["Bon", "jour ", "😀", " é"]
+
+    response, events = stream_turn(chat, alice, conversation["_id"], "Salut")
+    events = list(events)
+
+    assert response.status_code == 201
+    assert response.mimetype == "text/event-stream"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert len(response.headers["X-Request-Id"]) == 32
+    names = [name for name, _ in events]
+    assert names == ["message", "delta", "delta", "delta", "delta", "done"]
+    first, done = events[0][1], events[-1][1]
+    assert (first["message"]["role"], first["message"]["content"]) == ("user", "Salut")
+    assert first["conversation"]["messageCount"] == 1
+    assert [data for name, data in events if name == "delta"] == [
+        {"text": "Bon"},
+        {"text": "jour "},
+        {"text": "😀"},
+        {"text": " é"},
+    ]
+    assert (done["message"]["role"], done["message"]["content"]) == ("assistant", "Bonjour 😀 é")
+    assert done["conversation"]["messageCount"] == 2
+    assert done["conversation"]["lastMessageAt"] == done["message"]["createdAt"]
+    for name, data in events:
+        schema = {"delta": "FlorentReplyDelta"}.get(name, "FlorentMessageCreated")
+        validate(document, ref(schema), data)
+    _, messages = stored(florent, conversation["_id"])
+    assert messages == [("user", "Salut"), ("assistant", "Bonjour 😀 é")]
+
+
+def test_a_model_server_that_ignores_stream_true_still_replies(florent, chat, alice, model):
+    conversation = create_conversation(chat, alice, title="Whole")
+    model.whole_completion = True
+
+    _, events = stream_turn(chat, alice, conversation["_id"], "Hi")
+
+    assert [name for name, _ in events] == ["message", "delta", "done"]
+    assert stored(florent, conversation["_id"])[1][-1] == ("assistant", "Hello, I am Florent.")
+
+
+def test_replies_match_the_openapi_document(chat, client, alice, model, document):
+    operation = document["paths"]["/florent/conversations/{id}/messages"]["post"]
+    content = operation["responses"]["201"]["content"]
+    assert "text/event-stream" in content
+    assert {"201", "400", "401", "404", "409", "502"} <= set(operation["responses"])
+    json_201 = content["application/json"]["schema"]
+    conversation = create_conversation(chat, alice, title="Spec")
+
+    answered = chat.post(messages_url(conversation["_id"]), json={"content": "a"}, headers=alice)
+    unanswered = client.post(
+        messages_url(conversation["_id"]), json={"content": "b"}, headers=alice
+    )
+    model.status = 500
+    failed = chat.post(messages_url(conversation["_id"]), json={"content": "c"}, headers=alice)
+
+    validate(document, json_201, answered.get_json())
+    validate(document, json_201, unanswered.get_json())
+    assert failed.status_code == 502
+    validate(document, ref("ErrorResponse"), failed.get_json())
+
+
+# -- Without a model server -----------------------------------------------------
+
+
+def test_without_a_model_server_the_message_is_stored_and_no_reply_is_made(app, client, alice):
+    conversation = create_conversation(client, alice)
+
+    for headers in (alice, {**alice, **STREAM}):
+        response = client.post(
+            messages_url(conversation["_id"]), json={"content": "Hello"}, headers=headers
+        )
+        assert response.status_code == 201
+        assert response.mimetype == "application/json"
+        body = response.get_json()
+        assert set(body) == {"message", "conversation", "assistant"}
+        assert body["assistant"] is None
+        assert body["message"]["role"] == "user"
+
+    row, messages = stored(app, conversation["_id"])
+    assert messages == [("user", "Hello"), ("user", "Hello")]
+    # No reply, no title either: without a model this endpoint behaves as before.
+    assert (row.message_count, row.title, row.reply_started_at) == (2, "New conversation", None)
+
+
+# -- The prompt -----------------------------------------------------------------
+
+
+def test_prompt_names_the_person_gives_their_local_time_and_the_history_in_order(
+    chat, alice, model
+):
+    conversation = create_conversation(
+        chat, alice, title="Trip", userDisplay="Alice Martin", timezone="Asia/Kathmandu"
+    )
+    model.reply = ["First reply"]
+    chat.post(messages_url(conversation["_id"]), json={"content": "one"}, headers=alice)
+    model.reply = ["Second reply"]
+    before = datetime.now(UTC)
+    chat.post(messages_url(conversation["_id"]), json={"content": "two"}, headers=alice)
+    after = datetime.now(UTC)
+
+    system, *history = model.last_messages
+    assert system["role"] == "system"
+    assert "Florent" in system["content"] and "Alice Martin" in system["content"]
+    zone = ZoneInfo("Asia/Kathmandu")
+    local_times = {f"{t.astimezone(zone):%A %d %B %Y, %H:%M}" for t in (before, after)}
+    assert any(f"{t} (Asia/Kathmandu, UTC+05:45)" in system["content"] for t in local_times)
+    assert history == [
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "First reply"},
+        {"role": "user", "content": "two"},
+    ]
+
+
+@pytest.mark.parametrize("timezone", ["Mars/Olympus", "../../etc/passwd", None])
+def test_an_unknown_time_zone_falls_back_to_utc(chat, alice, model, timezone):
+    fields = {"timezone": timezone} if timezone else {}
+    conversation = create_conversation(chat, alice, title="Zone", **fields)
+    before = datetime.now(UTC)
+    chat.post(messages_url(conversation["_id"]), json={"content": "hi"}, headers=alice)
+    after = datetime.now(UTC)
+
+    system = model.last_messages[0]["content"]
+    assert "You are talking with" not in system  # no userDisplay: no name is made up
+    assert any(f"{t:%A %d %B %Y, %H:%M} UTC" in system for t in (before, after))
+
+
+def test_history_over_the_budget_loses_its_oldest_messages(florent_with, alice, model):
+    app = florent_with(llm_history_chars=70)
+    client = app.test_client()
+    conversation = create_conversation(client, alice, title="Budget")
+    for n in (1, 2, 3):
+        model.reply = [f"reply {n}".ljust(20, ".")]
+        response = client.post(
+            messages_url(conversation["_id"]),
+            json={"content": f"ask {n}".ljust(20, ".")},
+            headers=alice,
+        )
+        assert response.status_code == 201
+
+    # 5 messages of 20 code points; 70 fit the newest three.
+    assert [m["content"][:7] for m in model.last_messages[1:]] == ["ask 2..", "reply 2", "ask 3.."]
+    assert model.last_messages[0]["role"] == "system"
+
+
+# -- Failures ---------------------------------------------------------------------
+
+
+def assert_only_the_person_message(app: Flask, conversation_id: str, *contents: str) -> None:
+    row, messages = stored(app, conversation_id)
+    assert messages == [("user", c) for c in contents]
+    assert (row.message_count, row.reply_started_at) == (len(contents), None)
+
+
+def test_a_model_server_error_is_502_and_keeps_the_person_message(florent, chat, alice, model):
+    conversation = create_conversation(chat, alice, title="Errors")
+    model.status = 500
+
+    response = chat.post(messages_url(conversation["_id"]), json={"content": "hi"}, headers=alice)
+
+    assert response.status_code == 502
+    assert response.get_json() == {"error": "assistant_unavailable"}
+    assert_only_the_person_message(florent, conversation["_id"], "hi")
+    model.status = 200  # the conversation is free for the next turn
+    again = chat.post(messages_url(conversation["_id"]), json={"content": "again"}, headers=alice)
+    assert again.status_code == 201
+    assert again.get_json()["conversation"]["messageCount"] == 3
+
+
+@pytest.mark.parametrize(
+    "failure", [{"drop_after": 2}, {"end_after": 2}, {"error_after": 2}, {"reply": ["", " "]}]
+)
+def test_a_reply_cut_short_is_an_error_event_and_nothing_half_is_stored(
+    florent, chat, alice, model, failure
+):
+    conversation = create_conversation(chat, alice, title="Cut")
+    for name, value in failure.items():
+        setattr(model, name, value)
+
+    response, events = stream_turn(chat, alice, conversation["_id"], "hi")
+    events = list(events)
+
+    assert response.status_code == 201
+    assert events[0][0] == "message"
+    assert events[-1] == ("error", {"error": "assistant_unavailable"})
+    assert [name for name, _ in events[1:-1]] == ["delta"] * len(events[1:-1])
+    assert_only_the_person_message(florent, conversation["_id"], "hi")
+
+
+def test_a_model_failing_midway_is_502_for_a_waiting_client(florent, chat, alice, model):
+    conversation = create_conversation(chat, alice, title="Midway")
+    model.drop_after = 2
+
+    response = chat.post(messages_url(conversation["_id"]), json={"content": "hi"}, headers=alice)
+
+    assert response.status_code == 502
+    assert response.get_json() == {"error": "assistant_unavailable"}
+    assert_only_the_person_message(florent, conversation["_id"], "hi")
+
+
+def test_a_model_server_that_is_down_is_502(florent_with, alice):
+    app = florent_with(llm_base_url=f"http://127.0.0.1:{free_port()}/v1")
+    client = app.test_client()
+    conversation = create_conversation(client, alice, title="Down")
+
+    response = client.post(messages_url(conversation["_id"]), json={"content": "hi"}, headers=alice)
+
+    assert response.status_code == 502
+    assert_only_the_person_message(app, conversation["_id"], "hi")
+
+
+def test_a_silent_model_times_out_after_the_read_timeout(florent_with, alice, model):
+    app = florent_with(llm_read_timeout=0.3)
+    client = app.test_client()
+    conversation = create_conversation(client, alice, title="Slow")
+    model.stall_after = 1
+
+    started = time.monotonic()
+    response = client.post(messages_url(conversation["_id"]), json={"content": "hi"}, headers=alice)
+    waited = time.monotonic() - started
+
+    assert response.status_code == 502
+    assert 0.3 <= waited < 3
+    assert_only_the_person_message(app, conversation["_id"], "hi")
+
+    response, events = stream_turn(client, alice, conversation["_id"], "still there?")
+    assert [name for name, _ in events] == ["message", "delta", "error"]
+    assert_only_the_person_message(app, conversation["_id"], "hi", "still there?")
+
+
+def test_a_reply_that_takes_longer_than_the_turn_timeout_is_abandoned(florent_with, alice, model):
+    app = florent_with(llm_turn_timeout=0.5)
+    client = app.test_client()
+    conversation = create_conversation(client, alice, title="Chatty")
+    model.reply, model.delay = ["word "] * 40, 0.05  # 2 s of reply, one chunk every 50 ms
+
+    started = time.monotonic()
+    response = client.post(messages_url(conversation["_id"]), json={"content": "hi"}, headers=alice)
+
+    assert response.status_code == 502
+    assert time.monotonic() - started < 1.5
+    assert_only_the_person_message(app, conversation["_id"], "hi")
+
+
+def test_a_client_that_disconnects_mid_stream_leaves_no_reply(
+    florent, florent_server, chat, alice, model
+):
+    conversation = create_conversation(chat, alice, title="Gone")
+    model.reply, model.delay = ["word "] * 100, 0.02  # 2 s of reply
+
+    response = requests.post(
+        f"{florent_server}{messages_url(conversation['_id'])}",
+        json={"content": "hi"},
+        headers={**alice, **STREAM},
+        stream=True,
+        timeout=10,
+    )
+    assert response.status_code == 201
+    lines = response.iter_lines()
+    assert next(line for line in lines if line.startswith(b"event: delta"))
+    response.close()  # the person closed the tab
+
+    # Florent hangs up on the model at its next write, and frees the conversation.
+    assert model.hung_up.wait(5)
+    assert wait_until(lambda: stored(florent, conversation["_id"])[0].reply_started_at is None)
+    assert_only_the_person_message(florent, conversation["_id"], "hi")
+    model.reply, model.delay = ["Back."], 0
+    again = chat.post(messages_url(conversation["_id"]), json={"content": "again"}, headers=alice)
+    assert again.status_code == 201
+
+
+def test_a_stream_the_server_never_started_frees_the_conversation(florent, chat, alice, model):
+    conversation = create_conversation(chat, alice, title="Never read")
+
+    response, _ = stream_turn(chat, alice, conversation["_id"], "hi")
+    response.close()  # closed before a single event was read
+
+    assert_only_the_person_message(florent, conversation["_id"], "hi")
+    assert model.requests == []
+
+
+def test_a_conversation_deleted_during_the_reply_gets_no_reply(florent, chat, alice, model):
+    conversation = create_conversation(chat, alice, title="Deleted")
+
+    _, events = stream_turn(chat, alice, conversation["_id"], "hi")
+    assert next(events)[0] == "message"
+    assert chat.delete(f"{URL}/{conversation['_id']}", headers=alice).status_code == 204
+
+    assert list(events)[-1] == ("error", {"error": "not_found"})
+    with florent.app_context():
+        assert db.session.scalar(select(Message.id)) is None
+
+
+@pytest.mark.parametrize("accept", [{}, STREAM])
+def test_no_database_connection_is_held_while_the_model_talks(
+    florent, florent_server, chat, alice, model, accept
+):
+    conversation = create_conversation(chat, alice, title="Pool")
+    model.stall_after = 1
+    with florent.app_context():
+        pool = db.engine.pool
+
+    with ThreadPoolExecutor(max_workers=1) as pool_of_one:
+        turn = pool_of_one.submit(
+            requests.post,
+            f"{florent_server}{messages_url(conversation['_id'])}",
+            json={"content": "hi"},
+            headers={**alice, **accept},
+            timeout=20,
+        )
+        assert model.received.wait(10)
+        time.sleep(0.1)  # well into the reply
+        assert pool.checkedout() == 0
+        model.release.set()
+        assert turn.result().status_code == 201
+    assert stored(florent, conversation["_id"])[0].message_count == 2
+
+
+# -- One turn at a time -------------------------------------------------------------
+
+
+def test_a_second_message_while_florent_replies_is_409_and_not_stored(
+    florent, chat, alice, bob, model
+):
+    conversation = create_conversation(chat, alice, title="Busy")
+    conversation_id = conversation["_id"]
+    _, events = stream_turn(chat, alice, conversation_id, "first")
+    assert [next(events)[0], next(events)[0]] == ["message", "delta"]  # replying now
+
+    for headers in (alice, {**alice, **STREAM}):
+        second = chat.post(
+            messages_url(conversation_id), json={"content": "second"}, headers=headers
+        )
+        assert second.status_code == 409
+        assert second.get_json() == {"error": "reply_in_progress"}
+    # Someone else still cannot tell the conversation exists.
+    intruder = chat.post(messages_url(conversation_id), json={"content": "x"}, headers=bob)
+    assert (intruder.status_code, intruder.get_json()) == (404, {"error": "not_found"})
+    row, messages = stored(florent, conversation_id)
+    assert (row.message_count, messages) == (1, [("user", "first")])
+
+    assert list(events)[-1][0] == "done"
+    third = chat.post(messages_url(conversation_id), json={"content": "third"}, headers=alice)
+    assert third.status_code == 201
+    assert third.get_json()["conversation"]["messageCount"] == 4
+
+
+def test_concurrent_messages_make_one_turn_and_409s(florent, florent_server, chat, alice, model):
+    conversation = create_conversation(chat, alice, title="Race")
+    url = f"{florent_server}{messages_url(conversation['_id'])}"
+    model.stall_after = 1  # the winning turn stays open until released
+
+    def send(i: int) -> int:
+        return requests.post(url, json={"content": f"m{i}"}, headers=alice, timeout=20).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(send, i) for i in range(8)]
+        # Seven are turned away while the eighth is still waiting for its reply.
+        assert wait_until(lambda: sum(f.done() for f in futures) == 7, timeout=10)
+        model.release.set()
+        statuses = sorted(f.result() for f in futures)
+
+    assert statuses == [201] + [409] * 7
+    row, messages = stored(florent, conversation["_id"])
+    assert row.message_count == 2 and [role for role, _ in messages] == ["user", "assistant"]
+    assert len(model.requests) == 1
+
+
+def test_a_turn_that_died_does_not_block_the_conversation_forever(florent, chat, alice, model):
+    conversation = create_conversation(chat, alice, title="Stale")
+    stale_after = florent.extensions["florent.assistant"].stale_after
+
+    def claimed(ago: timedelta) -> int:
+        with florent.app_context():
+            db.session.execute(
+                text("UPDATE conversations SET reply_started_at = now() - :ago WHERE id = :id"),
+                {"ago": ago, "id": conversation["_id"]},
+            )
+            db.session.commit()
+        return chat.post(
+            messages_url(conversation["_id"]), json={"content": "hi"}, headers=alice
+        ).status_code
+
+    assert claimed(stale_after - timedelta(seconds=5)) == 409
+    assert claimed(stale_after + timedelta(seconds=5)) == 201
+
+
+# -- Auto-title -----------------------------------------------------------------
+
+
+def test_the_first_message_titles_an_untitled_conversation(chat, alice, model):
+    conversation = create_conversation(chat, alice)
+    assert conversation["title"] == "New conversation"
+
+    _, events = stream_turn(
+        chat, alice, conversation["_id"], "\n  Plan the Q3 launch \t\nwith the details"
+    )
+    events = list(events)
+
+    assert events[0][1]["conversation"]["title"] == "Plan the Q3 launch"
+    assert events[-1][1]["conversation"]["title"] == "Plan the Q3 launch"
+    chat.post(messages_url(conversation["_id"]), json={"content": "Other topic"}, headers=alice)
+    detail = chat.get(f"{URL}/{conversation['_id']}", headers=alice).get_json()
+    assert detail["conversation"]["title"] == "Plan the Q3 launch"
+
+
+def test_a_long_first_line_gives_a_title_of_120_code_points(chat, alice, model):
+    conversation = create_conversation(chat, alice)
+    body = chat.post(
+        messages_url(conversation["_id"]), json={"content": "é" * 119 + " 🙂🙂🙂"}, headers=alice
+    ).get_json()
+    assert body["conversation"]["title"] == "é" * 119
+
+
+def test_the_title_is_given_even_when_the_reply_fails(chat, alice, model):
+    conversation = create_conversation(chat, alice)
+    model.status = 503
+    response = chat.post(
+        messages_url(conversation["_id"]), json={"content": "Budget"}, headers=alice
+    )
+    assert response.status_code == 502
+    detail = chat.get(f"{URL}/{conversation['_id']}", headers=alice).get_json()
+    assert detail["conversation"]["title"] == "Budget"
+
+
+@pytest.mark.parametrize("title", ["Quarterly plan", "New conversation"])
+def test_a_title_the_person_set_is_never_overwritten(chat, alice, model, title):
+    conversation = create_conversation(chat, alice, title="Draft")
+    chat.patch(f"{URL}/{conversation['_id']}", json={"title": title}, headers=alice)
+
+    body = chat.post(
+        messages_url(conversation["_id"]), json={"content": "Hello"}, headers=alice
+    ).get_json()
+
+    assert body["conversation"]["title"] == title
+
+
+# -- Isolation ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("other", ["bob", "alice_elsewhere", "robot"])
+def test_another_callers_conversation_is_404_and_the_model_is_not_asked(
+    florent, chat, alice, model, other, request
+):
+    conversation = create_conversation(chat, alice, title="Mine")
+    intruder = request.getfixturevalue(other)
+
+    for headers in (intruder, {**intruder, **STREAM}):
+        response = chat.post(
+            messages_url(conversation["_id"]), json={"content": "pwned"}, headers=headers
+        )
+        assert (response.status_code, response.get_json()) == (404, {"error": "not_found"})
+
+    assert model.requests == []
+    row, messages = stored(florent, conversation["_id"])
+    assert (row.message_count, row.title, messages) == (0, "Mine", [])
+
+
+def test_the_new_dumpers_say_what_their_schemas_say(florent, chat, alice, model):
+    from florent import conversations
+    from florent.auth import Caller
+    from florent.schemas import MessageUnansweredSchema, TurnSchema, compile_dump
+
+    conversation = create_conversation(chat, alice, title="Dump")
+    chat.post(messages_url(conversation["_id"]), json={"content": "hi"}, headers=alice)
+    with florent.app_context():
+        row, messages = conversations.get_conversation(
+            Caller("org_01ACME", "user_01ALICE"), conversation["_id"]
+        )
+    cases = [
+        (TurnSchema(), {"messages": messages, "conversation": row}),
+        (
+            MessageUnansweredSchema(),
+            {"message": messages[0], "conversation": row, "assistant": None},
+        ),
+    ]
+    for schema, data in cases:
+        assert compile_dump(schema)(data) == schema.dump(data)
