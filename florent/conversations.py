@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
-    Insert,
+    DateTime,
+    Integer,
     Row,
     Select,
+    String,
+    bindparam,
     case,
     delete,
     func,
@@ -103,6 +106,33 @@ def _next_change_time() -> ColumnElement[datetime]:
     )
 
 
+# Hot statements are built once and run with bound parameters: building and caching a
+# statement per request cost more than running it.
+_CALLERS_OWN = (Conversation.org_id == bindparam("org_id")) & (
+    Conversation.user_id == bindparam("user_id")
+)
+INSERT_CONVERSATION = insert(Conversation).returning(*CONVERSATION_COLUMNS)
+FIRST_PAGE = (
+    select(*CONVERSATION_COLUMNS)
+    .where(_CALLERS_OWN)
+    .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+NEXT_PAGE = FIRST_PAGE.where(
+    tuple_(Conversation.updated_at, Conversation.id)
+    < tuple_(
+        bindparam("after_updated_at", type_=DateTime(timezone=True)),
+        bindparam("after_id", type_=String),
+    )
+)
+CONVERSATION_WITH_MESSAGES = (
+    select(*CONVERSATION_COLUMNS, *MESSAGE_LABELS)
+    .outerjoin(Message, Message.conversation_id == Conversation.id)
+    .where(Conversation.id == bindparam("conversation_id"), _CALLERS_OWN)
+    .order_by(Message.created_at, Message.id)
+)
+
+
 def create_conversation(
     caller: Caller,
     *,
@@ -114,7 +144,8 @@ def create_conversation(
     conversation = (
         one_statement()
         .execute(
-            _insert(caller, model=model, title=title, user_display=user_display, timezone=timezone)
+            INSERT_CONVERSATION,
+            _insert_params(caller, model, title, user_display, timezone),
         )
         .one()
     )
@@ -132,50 +163,42 @@ def insert_conversation(
 ) -> Row:
     """The INSERT of a create, inside the caller's transaction (which commits it)."""
     return db.session.execute(
-        _insert(caller, model=model, title=title, user_display=user_display, timezone=timezone)
+        INSERT_CONVERSATION, _insert_params(caller, model, title, user_display, timezone)
     ).one()
 
 
-def _insert(
-    caller: Caller, *, model: str, title: str, user_display: str | None, timezone: str | None
-) -> Insert:
-    return (
-        insert(Conversation)
-        .values(
-            org_id=caller.org_id,
-            user_id=caller.user_id,
-            title=title,
-            model=model,
-            user_display=user_display,
-            timezone=timezone,
-        )
-        .returning(*CONVERSATION_COLUMNS)
-    )
+def _insert_params(
+    caller: Caller, model: str, title: str, user_display: str | None, timezone: str | None
+) -> dict[str, str | None]:
+    return {
+        "org_id": caller.org_id,
+        "user_id": caller.user_id,
+        "title": title,
+        "model": model,
+        "user_display": user_display,
+        "timezone": timezone,
+    }
 
 
 def list_conversations(caller: Caller, *, limit: int, after: PageCursor | None) -> ConversationPage:
     """The caller's conversations, most recently updated first, one keyset page."""
     # One extra row tells whether another page exists, without a count.
-    rows = one_statement().execute(page_query(caller, limit=limit + 1, after=after)).all()
+    statement, params = page_query(caller, limit=limit + 1, after=after)
+    rows = one_statement().execute(statement, params).all()
     db.session.commit()  # hands the connection back
     page, more = rows[:limit], len(rows) > limit
     next_cursor = PageCursor(page[-1].updated_at, page[-1].id) if more else None
     return ConversationPage(page, next_cursor)
 
 
-def page_query(caller: Caller, *, limit: int, after: PageCursor | None) -> Select:
+def page_query(
+    caller: Caller, *, limit: int, after: PageCursor | None
+) -> tuple[Select, dict[str, Any]]:
     """Walks ix_conversations_owner_recent from the cursor: a page costs the same at any depth."""
-    query = (
-        select(*CONVERSATION_COLUMNS)
-        .where(Conversation.org_id == caller.org_id, Conversation.user_id == caller.user_id)
-        .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
-        .limit(limit)
-    )
-    if after is not None:
-        query = query.where(
-            tuple_(Conversation.updated_at, Conversation.id) < tuple_(after.updated_at, after.id)
-        )
-    return query
+    params: dict[str, Any] = {"org_id": caller.org_id, "user_id": caller.user_id, "limit": limit}
+    if after is None:
+        return FIRST_PAGE, params
+    return NEXT_PAGE, {**params, "after_updated_at": after.updated_at, "after_id": after.id}
 
 
 def get_conversation(caller: Caller, conversation_id: str) -> tuple[Row, list[MessageRow]]:
@@ -185,10 +208,12 @@ def get_conversation(caller: Caller, conversation_id: str) -> tuple[Row, list[Me
     rows = (
         one_statement()
         .execute(
-            select(*CONVERSATION_COLUMNS, *MESSAGE_LABELS)
-            .outerjoin(Message, Message.conversation_id == Conversation.id)
-            .where(_owned_by(caller, conversation_id))
-            .order_by(Message.created_at, Message.id)
+            CONVERSATION_WITH_MESSAGES,
+            {
+                "org_id": caller.org_id,
+                "user_id": caller.user_id,
+                "conversation_id": conversation_id,
+            },
         )
         .all()
     )

@@ -155,10 +155,11 @@ def test_another_callers_cursor_is_400(app, client, alice, bob, alice_elsewhere)
 def explain(app, caller: Caller, after: PageCursor | None) -> str:
     """EXPLAIN the exact statement the list endpoint runs, with its bound parameters."""
     with app.app_context():
-        compiled = page_query(caller, limit=31, after=after).compile(dialect=db.engine.dialect)
+        statement, params = page_query(caller, limit=31, after=after)
+        compiled = statement.compile(dialect=db.engine.dialect)
         with db.engine.connect() as connection:
             cursor = connection.connection.cursor()
-            cursor.execute(f"EXPLAIN {compiled}", compiled.params)
+            cursor.execute(f"EXPLAIN {compiled}", compiled.construct_params(params))
             return "\n".join(row[0] for row in cursor.fetchall())
 
 
