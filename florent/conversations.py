@@ -264,23 +264,37 @@ def delete_conversation(caller: Caller, conversation_id: str) -> None:
 def append_message(
     caller: Caller, conversation_id: str, *, role: str, content: str
 ) -> tuple[Row, Row]:
-    """Add a message and update the conversation's count and times, atomically.
-
-    The UPDATE takes the conversation's row lock first, so concurrent appends to one
-    conversation queue behind each other: no lost count, and one lock means no deadlock.
-    """
+    """Add a message and update the conversation's count and times, atomically."""
     if not is_object_id(conversation_id):
         raise ConversationNotFound()
+    return _record_message(caller, conversation_id, role=role, content=content)
+
+
+def _record_message(
+    caller: Caller,
+    conversation_id: str,
+    *,
+    role: str,
+    content: str,
+    only_if: ColumnElement[bool] | None = None,
+    also_set: dict[str, Any] | None = None,
+) -> tuple[Row, Row]:
+    """Count a message on its conversation, then insert it; one transaction, committed.
+
+    The UPDATE takes the conversation's row lock first, so concurrent writers queue
+    behind each other: no lost count, and one lock means no deadlock.
+    """
+    statement = update(Conversation).where(_owned_by(caller, conversation_id))
+    if only_if is not None:
+        statement = statement.where(only_if)
     changed_at = _next_change_time()
     conversation = db.session.execute(
-        update(Conversation)
-        .where(_owned_by(caller, conversation_id))
-        .values(
+        statement.values(
             message_count=Conversation.message_count + 1,
             last_message_at=changed_at,
             updated_at=changed_at,
-        )
-        .returning(*CONVERSATION_COLUMNS)
+            **(also_set or {}),
+        ).returning(*CONVERSATION_COLUMNS)
     ).first()
     if conversation is None:
         db.session.rollback()
@@ -396,36 +410,14 @@ def finish_turn(
     Raises ConversationNotFound when the conversation was deleted during the turn (or
     the turn outlived its slot): the reply then has nowhere to go.
     """
-    changed_at = _next_change_time()
-    conversation = db.session.execute(
-        update(Conversation)
-        .where(
-            _owned_by(caller, conversation_id),
-            Conversation.reply_started_at == reply_started_at,
-        )
-        .values(
-            message_count=Conversation.message_count + 1,
-            last_message_at=changed_at,
-            updated_at=changed_at,
-            reply_started_at=None,
-        )
-        .returning(*CONVERSATION_COLUMNS)
-    ).first()
-    if conversation is None:
-        db.session.rollback()
-        raise ConversationNotFound()
-    message = db.session.execute(
-        insert(Message)
-        .values(
-            conversation_id=conversation_id,
-            role="assistant",
-            content=content,
-            created_at=conversation.updated_at,
-        )
-        .returning(*MESSAGE_COLUMNS)
-    ).one()
-    db.session.commit()
-    return message, conversation
+    return _record_message(
+        caller,
+        conversation_id,
+        role="assistant",
+        content=content,
+        only_if=Conversation.reply_started_at == reply_started_at,
+        also_set={"reply_started_at": None},
+    )
 
 
 def abandon_turn(caller: Caller, conversation_id: str, *, reply_started_at: datetime) -> None:
