@@ -385,7 +385,7 @@ def test_signing_in_records_the_time(app, client):
 def test_repeated_failures_for_one_email_are_throttled(app, client):
     make_staff(app, "viewer@florent.test")
     make_staff(app, "other@florent.test")
-    for _ in range(admin.FAILURES_PER_EMAIL):
+    for _ in range(admin.signin.FAILURES_PER_EMAIL):
         assert sign_in(client, "viewer@florent.test", "wrong password!!").status_code == 401
 
     # Refused even with the right password, with a message that gives nothing away.
@@ -400,7 +400,7 @@ def test_repeated_failures_for_one_email_are_throttled(app, client):
 
 def test_repeated_failures_from_one_address_are_throttled(app, client):
     make_staff(app, "viewer@florent.test")
-    for n in range(admin.FAILURES_PER_ADDRESS):
+    for n in range(admin.signin.FAILURES_PER_ADDRESS):
         assert sign_in(client, f"guess{n}@florent.test", "wrong password!!").status_code == 401
     assert sign_in(client, "viewer@florent.test").status_code == 429
     other_address = sign_in(client, "viewer@florent.test", environ_base={"REMOTE_ADDR": "10.1.2.3"})
@@ -512,7 +512,7 @@ def test_index_counts_exactly_while_tables_are_small(app, viewer, conversation):
 
 
 def test_index_shows_postgres_estimate_for_large_tables(app, viewer, conversation, monkeypatch):
-    monkeypatch.setattr(admin, "ESTIMATE_ROWS_ABOVE", 1_000_000)
+    monkeypatch.setattr(admin.views, "ESTIMATE_ROWS_ABOVE", 1_000_000)
     # Pretend the planner's statistics say the tables are large (the tests' role is a
     # superuser); ANALYZE at the end puts the real figures back for later tests.
     with app.app_context():

@@ -1,244 +1,40 @@
-"""Staff admin at /admin: sign-in, security headers, and Flask-Admin views behind one guard.
-
-Every page under /admin is either the sign-in page or a Flask-Admin view whose class
-mixes in `StaffAccess`; that mixin is the only place access is decided.
-"""
+"""The Flask-Admin views, each behind the one StaffAccess guard."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from flask import (
-    Blueprint,
-    Flask,
-    Response,
     abort,
-    current_app,
     flash,
-    g,
-    has_request_context,
     redirect,
-    render_template,
     request,
     session,
     url_for,
 )
-from flask_admin import Admin, AdminIndexView, expose
+from flask_admin import AdminIndexView, expose
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import FilterEqual
 from flask_admin.contrib.sqla.typefmt import DEFAULT_FORMATTERS
-from flask_admin.theme import Bootstrap4Theme
-from flask_login import AnonymousUserMixin, LoginManager, current_user, login_user, logout_user
+from flask_login import current_user
 from flask_wtf import FlaskForm
-from flask_wtf.csrf import CSRFProtect
 from markupsafe import Markup
 from sqlalchemy import func, select, text
-from wtforms import EmailField, HiddenField, PasswordField, StringField
+from wtforms import HiddenField, StringField
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from . import apikeys, staff
-from .extensions import db
-from .models import ApiKey, Conversation, Message, Staff
+from .. import apikeys, staff
+from ..extensions import db
+from ..models import ApiKey, Conversation, Message, Staff
+from .signin import ConfirmForm, is_admin
 
-csrf = CSRFProtect()
-login_manager = LoginManager()
-
-ADMIN_URL = "/admin"
 # Above this many rows a table's size comes from PostgreSQL's statistics, not COUNT(*).
 ESTIMATE_ROWS_ABOVE = 100_000
 # A conversation's detail page shows at most this many messages, oldest first.
 MESSAGES_SHOWN = 500
-# Failed sign-ins allowed per quarter-hour. An address may be shared by a whole office
-# (or be the proxy's, without ProxyFix), so it gets more room than one account does.
-FAILURES_PER_EMAIL = 5
-FAILURES_PER_ADDRESS = 20
-INVALID_CREDENTIALS = "Invalid email or password."
-TOO_MANY_ATTEMPTS = "Too many failed sign-in attempts. Try again later."
-
-
-def init_admin(app: Flask) -> None:
-    """Register the staff login and the Flask-Admin views."""
-    app.config.update(
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=app.config["FLORENT_ENV"] == "production",
-        # A staff session left idle this long ends (Flask checks the cookie's signed age).
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
-    )
-    csrf.init_app(app)
-    # The API authenticates every request with a bearer token, never a cookie.
-    csrf.exempt(app.blueprints["api"])
-    login_manager.init_app(app)
-    app.extensions["florent.login_throttle"] = staff.LoginThrottle()
-    app.register_blueprint(auth)
-    app.add_template_filter(format_time, "admin_time")
-    app.after_request(secure_admin_response)
-
-    admin = Admin(
-        app,
-        name="Florent admin",
-        url=ADMIN_URL,
-        index_view=StaffIndexView(url=ADMIN_URL, name="Home"),
-        theme=Bootstrap4Theme(base_template="staff_admin/base.html"),
-        csp_nonce_generator=csp_nonce,
-    )
-    admin.add_view(ConversationView(Conversation, db, "Conversations", endpoint="conversations"))
-    admin.add_view(MessageView(Message, db, "Messages", endpoint="messages"))
-    admin.add_view(ApiKeyView(ApiKey, db, "API keys", endpoint="api_keys", url="api-keys"))
-    admin.add_view(StaffView(Staff, db, "Staff", endpoint="staff"))
-
-
-# -- Sessions -----------------------------------------------------------------
-
-
-class AnonymousStaff(AnonymousUserMixin):
-    is_admin = False
-
-
-login_manager.anonymous_user = AnonymousStaff
-login_manager.login_view = "staff_auth.login"
-
-
-@login_manager.user_loader
-def load_user(staff_id: str) -> staff.StaffUser | None:
-    # Read on every request, so a deactivated account is signed out at once.
-    return staff.load_staff_user(staff_id)
-
-
-def is_admin() -> bool:
-    return has_request_context() and current_user.is_authenticated and current_user.is_admin
-
-
-# -- Security headers ----------------------------------------------------------
-
-
-def csp_nonce() -> str:
-    """This response's nonce for Flask-Admin's inline scripts and styles."""
-    if "csp_nonce" not in g:
-        g.csp_nonce = secrets.token_urlsafe(16)
-    return g.csp_nonce
-
-
-def _source_hash(source: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
-
-
-# Flask-Admin's "Add Filter" menu items carry onclick="return false;" (it keeps their
-# javascript:void(0) links from navigating). That exact handler may run; no other may.
-FLASK_ADMIN_INLINE_HANDLERS = _source_hash("return false;")
-
-
-def content_security_policy(nonce: str | None) -> str:
-    own = f"'self' 'nonce-{nonce}'" if nonce else "'self'"
-    return "; ".join(
-        (
-            "default-src 'none'",
-            f"script-src {own}",
-            f"script-src-attr 'unsafe-hashes' {FLASK_ADMIN_INLINE_HANDLERS}",
-            f"style-src {own}",
-            # Bootstrap draws a few icons as data: SVGs in its stylesheet.
-            "img-src 'self' data:",
-            "font-src 'self'",
-            "connect-src 'self'",
-            "form-action 'self'",
-            "base-uri 'none'",
-            "frame-ancestors 'none'",
-        )
-    )
-
-
-def is_admin_path(path: str) -> bool:
-    return path == ADMIN_URL or path.startswith(ADMIN_URL + "/")
-
-
-def secure_admin_response(response: Response) -> Response:
-    """Anti-framing, content-security and no-cache headers on every admin page."""
-    if not is_admin_path(request.path):
-        return response
-    headers = response.headers
-    headers["Content-Security-Policy"] = content_security_policy(g.get("csp_nonce"))
-    headers["X-Frame-Options"] = "DENY"
-    headers["X-Content-Type-Options"] = "nosniff"
-    # Not "no-referrer": Flask-WTF checks the Referer of form posts over HTTPS.
-    headers["Referrer-Policy"] = "same-origin"
-    if request.endpoint != "admin.static":
-        # Pages show stored conversations and, once, an API key: keep them out of caches.
-        headers["Cache-Control"] = "no-store"
-    return response
-
-
-# -- Sign-in and sign-out ------------------------------------------------------
-
-auth = Blueprint("staff_auth", __name__, url_prefix=ADMIN_URL)
-
-
-class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=staff.MAX_EMAIL_LENGTH)])
-    password = PasswordField(
-        "Password", validators=[DataRequired(), Length(max=staff.MAX_PASSWORD_LENGTH)]
-    )
-
-
-class ConfirmForm(FlaskForm):
-    """A form with nothing in it but its CSRF token: a confirmed state change."""
-
-
-def safe_next(target: str | None) -> str:
-    """Where to go after signing in: only back into the admin on this site."""
-    default = url_for("admin.index")
-    if not target or target.startswith("//") or "\\" in target:
-        return default
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not is_admin_path(parts.path):
-        return default
-    return target
-
-
-@auth.route("/login", methods=["GET", "POST"])
-def login() -> Any:
-    """The staff sign-in form; the same answer for a wrong password and an unknown email."""
-    next_url = safe_next(request.args.get("next"))
-    if current_user.is_authenticated:
-        return redirect(next_url)
-    form = LoginForm()
-    error, status, headers = None, 200, {}
-    if request.method == "POST":
-        error, status = INVALID_CREDENTIALS, 401
-        if form.validate():
-            email = staff.normalize_email(form.email.data)
-            throttle: staff.LoginThrottle = current_app.extensions["florent.login_throttle"]
-            keys = {
-                f"email:{email}": FAILURES_PER_EMAIL,
-                f"addr:{request.remote_addr}": FAILURES_PER_ADDRESS,
-            }
-            wait = throttle.retry_after(keys)
-            user = None if wait else staff.authenticate_staff(email, form.password.data)
-            if wait:
-                error, status, headers = TOO_MANY_ATTEMPTS, 429, {"Retry-After": str(wait)}
-            elif user is None:
-                throttle.record_failure(*keys)
-            else:
-                throttle.reset(f"email:{email}")
-                session.clear()  # no state from before sign-in carries over
-                login_user(user)
-                session.permanent = True
-                return redirect(next_url)
-    return render_template("staff_admin/login.html", form=form, error=error), status, headers
-
-
-@auth.post("/logout")
-def logout() -> Any:
-    """Sign out (a POST, so another site cannot sign staff out)."""
-    logout_user()
-    session.clear()
-    flash("You are signed out.", "info")
-    return redirect(url_for("staff_auth.login"))
 
 
 # -- The guard -------------------------------------------------------------------
