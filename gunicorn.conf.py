@@ -3,8 +3,10 @@
 Every value can be overridden from the environment. The defaults were chosen by
 measurement on a 2-core machine (README, "Performance"):
 
-- API only: sync workers, two per core plus one. On the database paths they match
-  gthread's throughput with far steadier tails (p99/p50 about 1.5 against 3 to 5).
+- API only: sync workers, one per core plus one. On the database paths they match
+  gthread's throughput with far steadier tails (p99/p50 about 1.5 against 3 to 5), and
+  with PostgreSQL on the same cores, 3 workers beat 5 here (list 0.24 against 0.18 x
+  the bare-Flask baseline, averaged over three alternating runs).
 - With Florent replies on (FLORENT_LLM_BASE_URL set): gthread. A streamed reply holds
   whatever serves it for seconds to minutes; a sync worker would be one stream per
   process (and killed after `timeout`), while a gthread worker serves many, and its
@@ -22,7 +24,7 @@ def _int(name: str, default: int) -> int:
 STREAMS = bool(os.environ.get("FLORENT_LLM_BASE_URL", "").strip())
 
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
-workers = _int("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1)
+workers = _int("GUNICORN_WORKERS", multiprocessing.cpu_count() + 1)
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread" if STREAMS else "sync")
 threads = _int("GUNICORN_THREADS", 16 if STREAMS else 1)
 # Without streams a request is bounded by the app's own timeouts (database about 3 s,
