@@ -26,6 +26,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from .auth import Caller
@@ -141,19 +142,20 @@ def create_conversation(
     user_display: str | None = None,
     timezone: str | None = None,
 ) -> Row:
-    conversation = (
-        one_statement()
-        .execute(
-            INSERT_CONVERSATION,
-            _insert_params(caller, model, title, user_display, timezone),
-        )
-        .one()
+    conversation = insert_conversation(
+        one_statement(),
+        caller,
+        model=model,
+        title=title,
+        user_display=user_display,
+        timezone=timezone,
     )
     db.session.commit()
     return conversation
 
 
 def insert_conversation(
+    executor: Connection | Session,
     caller: Caller,
     *,
     model: str,
@@ -161,23 +163,18 @@ def insert_conversation(
     user_display: str | None = None,
     timezone: str | None = None,
 ) -> Row:
-    """The INSERT of a create, inside the caller's transaction (which commits it)."""
-    return db.session.execute(
-        INSERT_CONVERSATION, _insert_params(caller, model, title, user_display, timezone)
+    """The INSERT of a create; whoever owns the transaction commits it."""
+    return executor.execute(
+        INSERT_CONVERSATION,
+        {
+            "org_id": caller.org_id,
+            "user_id": caller.user_id,
+            "title": title,
+            "model": model,
+            "user_display": user_display,
+            "timezone": timezone,
+        },
     ).one()
-
-
-def _insert_params(
-    caller: Caller, model: str, title: str, user_display: str | None, timezone: str | None
-) -> dict[str, str | None]:
-    return {
-        "org_id": caller.org_id,
-        "user_id": caller.user_id,
-        "title": title,
-        "model": model,
-        "user_display": user_display,
-        "timezone": timezone,
-    }
 
 
 def list_conversations(caller: Caller, *, limit: int, after: PageCursor | None) -> ConversationPage:

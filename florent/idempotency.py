@@ -91,7 +91,7 @@ def create_conversation_once(
             raise IdempotencyKeyReused()
         return StoredResponse(stored.response_status, stored.response_body, replayed=True)
 
-    body = render(insert_conversation(caller, model=model, **fields))
+    body = render(insert_conversation(db.session(), caller, model=model, **fields))
     db.session.execute(
         IdempotencyKey.__table__.update()
         .where(

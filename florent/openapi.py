@@ -64,6 +64,16 @@ def _text(max_length: int, min_length: int = 0) -> dict[str, Any]:
     return {"type": "string", "minLength": min_length, "maxLength": max_length}
 
 
+def _required_text_body(name: str, max_length: int) -> dict[str, Any]:
+    """A JSON body with one required string field of 1 to `max_length` code points."""
+    schema = {
+        "type": "object",
+        "properties": {name: _text(max_length, 1)},
+        "required": [name],
+    }
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
 COMPONENTS: dict[str, Any] = {
     "schemas": {
         "FlorentConversation": {
@@ -280,18 +290,7 @@ PATHS: dict[str, Any] = {
             "summary": "Rename a Florent conversation",
             "tags": ["subpackage_florent"],
             "parameters": [AUTHORIZATION, CONVERSATION_ID],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {"title": _text(120, 1)},
-                            "required": ["title"],
-                        }
-                    }
-                },
-            },
+            "requestBody": _required_text_body("title", 120),
             "responses": {
                 "200": _json(_ref("FlorentConversationResponse"), "The renamed conversation."),
                 "400": BAD_REQUEST,
@@ -325,18 +324,7 @@ PATHS: dict[str, Any] = {
             "title is derived.",
             "tags": ["subpackage_florent"],
             "parameters": [AUTHORIZATION, CONVERSATION_ID],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {"content": _text(32_000, 1)},
-                            "required": ["content"],
-                        }
-                    }
-                },
-            },
+            "requestBody": _required_text_body("content", 32_000),
             "responses": {
                 "201": {
                     "description": "The caller's message is stored, and Florent's reply with "
