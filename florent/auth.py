@@ -24,8 +24,8 @@ from flask import Flask, current_app, g, request
 from jwt import PyJWK, PyJWKClient, PyJWKClientConnectionError, PyJWTError
 from sqlalchemy import select, text, update
 
+from .database import one_statement
 from .errors import ApiError
-from .extensions import db
 from .models import API_KEY_SCHEME, ApiKey, api_key_user_id
 
 ALGORITHM = "RS256"
@@ -243,9 +243,12 @@ class Authenticator:
         if match is None:
             raise unauthorized()
         key_id, secret = match.groups()
-        row = db.session.execute(
-            select(ApiKey.org_id, ApiKey.secret_hash, ApiKey.revoked_at).where(ApiKey.id == key_id)
-        ).first()
+        with one_statement() as connection:
+            row = connection.execute(
+                select(ApiKey.org_id, ApiKey.secret_hash, ApiKey.revoked_at).where(
+                    ApiKey.id == key_id
+                )
+            ).first()
         if row is None or not hmac.compare_digest(hash_secret(secret), row.secret_hash):
             raise unauthorized()
         if row.revoked_at is not None:
@@ -260,16 +263,16 @@ class Authenticator:
             if now - self._last_used.get(key_id, float("-inf")) < LAST_USED_RESOLUTION_SECONDS:
                 return
             self._last_used[key_id] = now
-        db.session.execute(
-            update(ApiKey)
-            .where(ApiKey.id == key_id)
-            .where(
-                (ApiKey.last_used_at.is_(None))
-                | (ApiKey.last_used_at < text("now() - interval '60 seconds'"))
+        with one_statement() as connection:
+            connection.execute(
+                update(ApiKey)
+                .where(ApiKey.id == key_id)
+                .where(
+                    (ApiKey.last_used_at.is_(None))
+                    | (ApiKey.last_used_at < text("now() - interval '60 seconds'"))
+                )
+                .values(last_used_at=text("now()"))
             )
-            .values(last_used_at=text("now()"))
-        )
-        db.session.commit()
 
 
 def hash_secret(secret: str) -> bytes:

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from .auth import Caller
+from .database import one_statement
 from .extensions import db
 from .ids import is_object_id
 from .models import Conversation, Message
@@ -50,18 +51,6 @@ class MessageRow(NamedTuple):
     role: str
     content: str
     created_at: datetime
-
-
-def one_statement() -> Connection:
-    """The connection for a use case that is a single SQL statement.
-
-    A single statement is atomic on its own, so it runs in autocommit and spares the
-    BEGIN and COMMIT round trips. Inside a transaction already begun (an API-key
-    lookup), it simply joins that transaction.
-    """
-    if db.session().in_transaction():
-        return db.session.connection()
-    return db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 class ConversationNotFound(Exception):
@@ -142,16 +131,15 @@ def create_conversation(
     user_display: str | None = None,
     timezone: str | None = None,
 ) -> Row:
-    conversation = insert_conversation(
-        one_statement(),
-        caller,
-        model=model,
-        title=title,
-        user_display=user_display,
-        timezone=timezone,
-    )
-    db.session.commit()
-    return conversation
+    with one_statement() as connection:
+        return insert_conversation(
+            connection,
+            caller,
+            model=model,
+            title=title,
+            user_display=user_display,
+            timezone=timezone,
+        )
 
 
 def insert_conversation(
@@ -181,8 +169,8 @@ def list_conversations(caller: Caller, *, limit: int, after: PageCursor | None) 
     """The caller's conversations, most recently updated first, one keyset page."""
     # One extra row tells whether another page exists, without a count.
     statement, params = page_query(caller, limit=limit + 1, after=after)
-    rows = one_statement().execute(statement, params).all()
-    db.session.commit()  # hands the connection back
+    with one_statement() as connection:
+        rows = connection.execute(statement, params).all()
     page, more = rows[:limit], len(rows) > limit
     next_cursor = PageCursor(page[-1].updated_at, page[-1].id) if more else None
     return ConversationPage(page, next_cursor)
@@ -202,19 +190,15 @@ def get_conversation(caller: Caller, conversation_id: str) -> tuple[Row, list[Me
     """The conversation and its messages, oldest first, read in one statement (one snapshot)."""
     if not is_object_id(conversation_id):
         raise ConversationNotFound()
-    rows = (
-        one_statement()
-        .execute(
+    with one_statement() as connection:
+        rows = connection.execute(
             CONVERSATION_WITH_MESSAGES,
             {
                 "org_id": caller.org_id,
                 "user_id": caller.user_id,
                 "conversation_id": conversation_id,
             },
-        )
-        .all()
-    )
-    db.session.commit()
+        ).all()
     if not rows:
         raise ConversationNotFound()
     messages = [MessageRow(*row[len(CONVERSATION_COLUMNS) :]) for row in rows if row.message_id]
@@ -224,17 +208,13 @@ def get_conversation(caller: Caller, conversation_id: str) -> tuple[Row, list[Me
 def rename_conversation(caller: Caller, conversation_id: str, *, title: str) -> Row:
     if not is_object_id(conversation_id):
         raise ConversationNotFound()
-    conversation = (
-        one_statement()
-        .execute(
+    with one_statement() as connection:
+        conversation = connection.execute(
             update(Conversation)
             .where(_owned_by(caller, conversation_id))
             .values(title=title, updated_at=_next_change_time())
             .returning(*CONVERSATION_COLUMNS)
-        )
-        .first()
-    )
-    db.session.commit()
+        ).first()
     if conversation is None:
         raise ConversationNotFound()
     return conversation
@@ -244,16 +224,12 @@ def delete_conversation(caller: Caller, conversation_id: str) -> None:
     """Delete the conversation; its messages go with it (ON DELETE CASCADE)."""
     if not is_object_id(conversation_id):
         raise ConversationNotFound()
-    deleted = (
-        one_statement()
-        .execute(
+    with one_statement() as connection:
+        deleted = connection.execute(
             delete(Conversation)
             .where(_owned_by(caller, conversation_id))
             .returning(Conversation.id)
-        )
-        .first()
-    )
-    db.session.commit()
+        ).first()
     if deleted is None:
         raise ConversationNotFound()
 
@@ -419,12 +395,12 @@ def finish_turn(
 
 def abandon_turn(caller: Caller, conversation_id: str, *, reply_started_at: datetime) -> None:
     """Free the reply slot without a reply (the model failed, or the client left)."""
-    one_statement().execute(
-        update(Conversation)
-        .where(
-            _owned_by(caller, conversation_id),
-            Conversation.reply_started_at == reply_started_at,
+    with one_statement() as connection:
+        connection.execute(
+            update(Conversation)
+            .where(
+                _owned_by(caller, conversation_id),
+                Conversation.reply_started_at == reply_started_at,
+            )
+            .values(reply_started_at=None)
         )
-        .values(reply_started_at=None)
-    )
-    db.session.commit()

@@ -130,3 +130,22 @@ def test_a_blocked_statement_is_cancelled_within_about_three_seconds(faulty_app,
     assert client.post(URL, json={}, headers=alice).status_code == 201
     with faulty_app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Conversation)) == 1
+
+
+def test_connections_the_server_closed_are_replaced_without_a_failed_request(
+    faulty_app, own_server, alice
+):
+    client = faulty_app.test_client()
+    assert client.post(URL, json={"title": "first"}, headers=alice).status_code == 201
+    with psycopg.connect(own_server.get_uri("postgres"), autocommit=True) as admin:
+        terminated = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'"
+        ).fetchone()[0]
+    assert terminated >= 1  # the pooled connection is dead now
+
+    # No round trip checks it, yet no request fails on it.
+    assert client.post(URL, json={"title": "second"}, headers=alice).status_code == 201
+    titles = [c["title"] for c in client.get(URL, headers=alice).get_json()["conversations"]]
+    assert titles == ["second", "first"]
