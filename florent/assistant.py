@@ -17,12 +17,11 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 from flask import Flask, current_app
-from sqlalchemy import Row
 
 from . import conversations
 from .auth import Caller
 from .config import Settings
-from .conversations import Turn
+from .conversations import ConversationRow, MessageRow, Turn
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +321,7 @@ class Reply:
             self._failure = str(error)
             raise
 
-    def store(self) -> tuple[Row, Row]:
+    def store(self) -> tuple[MessageRow, ConversationRow]:
         """Store the complete reply: (the assistant message, the updated conversation)."""
         content = "".join(self._parts)
         if not content.strip():
@@ -342,7 +341,7 @@ class Reply:
         self._settle("replied")
         return message, conversation
 
-    def wait(self) -> tuple[Row, Row]:
+    def wait(self) -> tuple[MessageRow, ConversationRow]:
         """The whole reply, stored (for a client that does not stream)."""
         try:
             for _ in self.texts():

@@ -14,7 +14,6 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Integer,
-    Row,
     Select,
     String,
     bindparam,
@@ -22,8 +21,11 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
+    null,
     select,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.orm import Session
@@ -38,11 +40,26 @@ from .models import Conversation, Message
 DEFAULT_TITLE = "New conversation"
 TITLE_MAX_LENGTH = 120
 
-# Hot paths read plain rows through SQLAlchemy Core: the schemas dump them by
-# attribute just like ORM objects, without the cost of building identity-mapped objects.
-CONVERSATION_COLUMNS = tuple(Conversation.__table__.c)
-MESSAGE_COLUMNS = tuple(Message.__table__.c)
-MESSAGE_LABELS = tuple(column.label(f"message_{column.name}") for column in MESSAGE_COLUMNS)
+
+class ConversationRow(NamedTuple):
+    """A conversation as the use cases hand it out: a plain typed row, not an ORM object.
+
+    Hot paths read rows through SQLAlchemy Core; a named tuple is cheap to build and
+    its attributes are cheap to read, which adds up when dumping a page of rows.
+    """
+
+    id: str
+    org_id: str
+    user_id: str
+    title: str
+    model: str
+    user_display: str | None
+    timezone: str | None
+    message_count: int
+    last_message_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    reply_started_at: datetime | None
 
 
 class MessageRow(NamedTuple):
@@ -51,6 +68,12 @@ class MessageRow(NamedTuple):
     role: str
     content: str
     created_at: datetime
+
+
+# Statements select exactly the rows' fields, in their order.
+CONVERSATION_COLUMNS = tuple(Conversation.__table__.c[name] for name in ConversationRow._fields)
+MESSAGE_COLUMNS = tuple(Message.__table__.c[name] for name in MessageRow._fields)
+MESSAGE_LABELS = tuple(column.label(f"message_{column.name}") for column in MESSAGE_COLUMNS)
 
 
 class ConversationNotFound(Exception):
@@ -71,7 +94,7 @@ class PageCursor:
 
 @dataclass(frozen=True)
 class ConversationPage:
-    conversations: list[Row]
+    conversations: list[ConversationRow]
     next_cursor: PageCursor | None
 
 
@@ -115,11 +138,25 @@ NEXT_PAGE = FIRST_PAGE.where(
         bindparam("after_id", type_=String),
     )
 )
-CONVERSATION_WITH_MESSAGES = (
-    select(*CONVERSATION_COLUMNS, *MESSAGE_LABELS)
-    .outerjoin(Message, Message.conversation_id == Conversation.id)
+# The conversation's row, then its messages' rows, oldest first: one statement, so one
+# snapshot. A join would repeat the conversation's columns on every message row, for
+# PostgreSQL to format and the driver to parse again each time.
+_OWNED = (
+    select(*CONVERSATION_COLUMNS)
     .where(Conversation.id == bindparam("conversation_id"), _CALLERS_OWN)
-    .order_by(Message.created_at, Message.id)
+    .cte("owned")
+)
+CONVERSATION_THEN_MESSAGES = union_all(
+    select(
+        literal_column("0").label("part"),
+        *_OWNED.c,
+        *(null().label(label.name) for label in MESSAGE_LABELS),
+    ),
+    select(literal_column("1"), *(null() for _ in CONVERSATION_COLUMNS), *MESSAGE_LABELS).join_from(
+        Message, _OWNED, Message.conversation_id == _OWNED.c.id
+    ),
+).order_by(
+    literal_column("part"), literal_column("message_created_at"), literal_column("message_id")
 )
 
 
@@ -130,7 +167,7 @@ def create_conversation(
     title: str = DEFAULT_TITLE,
     user_display: str | None = None,
     timezone: str | None = None,
-) -> Row:
+) -> ConversationRow:
     with one_statement() as connection:
         return insert_conversation(
             connection,
@@ -150,9 +187,9 @@ def insert_conversation(
     title: str = DEFAULT_TITLE,
     user_display: str | None = None,
     timezone: str | None = None,
-) -> Row:
+) -> ConversationRow:
     """The INSERT of a create; whoever owns the transaction commits it."""
-    return executor.execute(
+    row = executor.execute(
         INSERT_CONVERSATION,
         {
             "org_id": caller.org_id,
@@ -163,6 +200,7 @@ def insert_conversation(
             "timezone": timezone,
         },
     ).one()
+    return ConversationRow._make(row)
 
 
 def list_conversations(caller: Caller, *, limit: int, after: PageCursor | None) -> ConversationPage:
@@ -170,7 +208,7 @@ def list_conversations(caller: Caller, *, limit: int, after: PageCursor | None) 
     # One extra row tells whether another page exists, without a count.
     statement, params = page_query(caller, limit=limit + 1, after=after)
     with one_statement() as connection:
-        rows = connection.execute(statement, params).all()
+        rows = list(map(ConversationRow._make, connection.execute(statement, params)))
     page, more = rows[:limit], len(rows) > limit
     next_cursor = PageCursor(page[-1].updated_at, page[-1].id) if more else None
     return ConversationPage(page, next_cursor)
@@ -186,26 +224,29 @@ def page_query(
     return NEXT_PAGE, {**params, "after_updated_at": after.updated_at, "after_id": after.id}
 
 
-def get_conversation(caller: Caller, conversation_id: str) -> tuple[Row, list[MessageRow]]:
+def get_conversation(
+    caller: Caller, conversation_id: str
+) -> tuple[ConversationRow, list[MessageRow]]:
     """The conversation and its messages, oldest first, read in one statement (one snapshot)."""
     if not is_object_id(conversation_id):
         raise ConversationNotFound()
     with one_statement() as connection:
         rows = connection.execute(
-            CONVERSATION_WITH_MESSAGES,
+            CONVERSATION_THEN_MESSAGES,
             {
                 "org_id": caller.org_id,
                 "user_id": caller.user_id,
                 "conversation_id": conversation_id,
             },
         ).all()
-    if not rows:
+    if not rows:  # no such conversation of the caller's: no message row either
         raise ConversationNotFound()
-    messages = [MessageRow(*row[len(CONVERSATION_COLUMNS) :]) for row in rows if row.message_id]
-    return rows[0], messages
+    message_fields = 1 + len(CONVERSATION_COLUMNS)
+    conversation = ConversationRow._make(rows[0][1:message_fields])
+    return conversation, [MessageRow._make(row[message_fields:]) for row in rows[1:]]
 
 
-def rename_conversation(caller: Caller, conversation_id: str, *, title: str) -> Row:
+def rename_conversation(caller: Caller, conversation_id: str, *, title: str) -> ConversationRow:
     if not is_object_id(conversation_id):
         raise ConversationNotFound()
     with one_statement() as connection:
@@ -217,7 +258,7 @@ def rename_conversation(caller: Caller, conversation_id: str, *, title: str) -> 
         ).first()
     if conversation is None:
         raise ConversationNotFound()
-    return conversation
+    return ConversationRow._make(conversation)
 
 
 def delete_conversation(caller: Caller, conversation_id: str) -> None:
@@ -236,7 +277,7 @@ def delete_conversation(caller: Caller, conversation_id: str) -> None:
 
 def append_message(
     caller: Caller, conversation_id: str, *, role: str, content: str
-) -> tuple[Row, Row]:
+) -> tuple[MessageRow, ConversationRow]:
     """Add a message and update the conversation's count and times, atomically."""
     if not is_object_id(conversation_id):
         raise ConversationNotFound()
@@ -251,7 +292,7 @@ def _record_message(
     content: str,
     only_if: ColumnElement[bool] | None = None,
     also_set: dict[str, Any] | None = None,
-) -> tuple[Row, Row]:
+) -> tuple[MessageRow, ConversationRow]:
     """Count a message on its conversation, then insert it; one transaction, committed.
 
     The UPDATE takes the conversation's row lock first, so concurrent writers queue
@@ -283,17 +324,17 @@ def _record_message(
         .returning(*MESSAGE_COLUMNS)
     ).one()
     db.session.commit()
-    return message, conversation
+    return MessageRow._make(message), ConversationRow._make(conversation)
 
 
 @dataclass(frozen=True)
 class Turn:
     """The person's stored message, and the conversation's reply slot held for Florent."""
 
-    message: Row
-    conversation: Row
+    message: MessageRow
+    conversation: ConversationRow
     # The conversation's messages, oldest first, ending with `message`.
-    history: list[Row]
+    history: list[MessageRow]
 
     @property
     def reply_started_at(self) -> datetime:
@@ -372,12 +413,16 @@ def start_turn(
         .order_by(Message.created_at, Message.id)
     ).all()
     db.session.commit()
-    return Turn(message, conversation, history)
+    return Turn(
+        MessageRow._make(message),
+        ConversationRow._make(conversation),
+        list(map(MessageRow._make, history)),
+    )
 
 
 def finish_turn(
     caller: Caller, conversation_id: str, *, reply_started_at: datetime, content: str
-) -> tuple[Row, Row]:
+) -> tuple[MessageRow, ConversationRow]:
     """Store Florent's complete reply and free the reply slot, atomically.
 
     Raises ConversationNotFound when the conversation was deleted during the turn (or

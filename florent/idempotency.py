@@ -16,11 +16,11 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, delete, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from .auth import Caller
-from .conversations import insert_conversation
+from .conversations import ConversationRow, insert_conversation
 from .extensions import db
 from .models import IdempotencyKey
 
@@ -49,7 +49,7 @@ def create_conversation_once(
     fields: dict[str, Any],
     *,
     model: str,
-    render: Callable[[Row], bytes],
+    render: Callable[[ConversationRow], bytes],
 ) -> StoredResponse:
     """Create the conversation unless this caller already did with this key.
 
