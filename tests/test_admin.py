@@ -175,6 +175,21 @@ def test_viewer_browses_conversations_and_messages(viewer, conversation):
     assert "Then, the hiring plan." in messages and conversation["_id"] in messages
 
 
+def test_the_staff_session_cookie_is_neither_read_nor_written_outside_the_admin(
+    viewer, alice, conversation
+):
+    """The signed-in browser sends its cookie everywhere; only /admin uses it."""
+    for response in (
+        viewer.get(CONVERSATIONS, headers=alice),
+        viewer.get("/healthz"),
+        viewer.get(CONVERSATIONS),  # the cookie alone is no way into the API
+    ):
+        assert "Set-Cookie" not in response.headers
+        assert "Cookie" not in response.headers.get("Vary", "")
+    assert viewer.get(CONVERSATIONS).status_code == 401
+    assert viewer.get("/admin/conversations/").status_code == 200  # still signed in there
+
+
 def test_viewer_sees_api_keys_but_cannot_issue_or_revoke_them(app, viewer):
     with app.app_context():
         key, _ = issue_api_key("org_01ACME", "CI robot")

@@ -17,7 +17,7 @@ from .. import staff
 from ..extensions import db
 from ..models import ApiKey, Conversation, Message, Staff
 from . import security, signin, views
-from .security import ADMIN_URL, csp_nonce, secure_admin_response
+from .security import ADMIN_URL, AdminOnlySessions, csp_nonce, secure_admin_response
 from .signin import auth, csrf, login_manager
 from .views import (
     ApiKeyView,
@@ -40,6 +40,7 @@ def init_admin(app: Flask) -> None:
         # A staff session left idle this long ends (Flask checks the cookie's signed age).
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
     )
+    app.session_interface = AdminOnlySessions()
     csrf.init_app(app)
     # The API authenticates every request with a bearer token, never a cookie.
     csrf.exempt(app.blueprints["api"])

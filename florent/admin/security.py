@@ -1,4 +1,5 @@
-"""Security headers for every page under /admin: CSP with nonces, no framing, no caching."""
+"""Security for every page under /admin: the only cookie sessions, CSP with nonces, no
+framing, no caching."""
 
 from __future__ import annotations
 
@@ -6,13 +7,28 @@ import base64
 import hashlib
 import secrets
 
-from flask import (
-    Response,
-    g,
-    request,
-)
+from flask import Flask, Request, Response, g, request
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
 ADMIN_URL = "/admin"
+
+
+def is_admin_path(path: str) -> bool:
+    return path == ADMIN_URL or path.startswith(ADMIN_URL + "/")
+
+
+class AdminOnlySessions(SecureCookieSessionInterface):
+    """Cookie sessions for the staff admin only.
+
+    Everywhere else (the API, health checks) a request gets Flask's read-only null
+    session: no cookie is parsed or set, no `Vary: Cookie` is sent, and the API cannot
+    be driven by a staff member's browser cookie even by mistake.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        if not is_admin_path(request.path):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
 
 
 # -- Security headers ----------------------------------------------------------
@@ -51,10 +67,6 @@ def content_security_policy(nonce: str | None) -> str:
             "frame-ancestors 'none'",
         )
     )
-
-
-def is_admin_path(path: str) -> bool:
-    return path == ADMIN_URL or path.startswith(ADMIN_URL + "/")
 
 
 def secure_admin_response(response: Response) -> Response:
