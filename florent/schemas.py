@@ -6,8 +6,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter, itemgetter
 from typing import Any
 
+import orjson
 from marshmallow import EXCLUDE, Schema, ValidationError, fields
 
 from .errors import ApiError, issue
@@ -79,9 +81,19 @@ class Timestamp(fields.Field):
 
 
 def format_timestamp(value: datetime) -> str:
+    """'2026-11-27T09:34:01.590Z', as `isoformat(timespec="milliseconds")` would give.
+
+    A page of conversations has sixty of these. orjson writes RFC 3339 three times
+    faster than isoformat(), but with microseconds, or no fraction at all when they
+    are zero ('"2026-11-27T09:34:01.590000Z"', '"2026-11-27T09:34:01Z"'): cut it to
+    milliseconds. A test compares the two over many values.
+    """
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" -> "Z"
+    text = orjson.dumps(value, option=orjson.OPT_UTC_Z)
+    if len(text) == len('"2026-11-27T09:34:01.590000Z"'):
+        return text[1:24].decode() + "Z"
+    return text[1:20].decode() + ".000Z"
 
 
 class InputSchema(Schema):
@@ -217,7 +229,7 @@ def compile_dump(schema: Schema) -> Callable[[Any], dict[str, Any]]:
     for name, field in schema.dump_fields.items():
         key, attribute = field.data_key or name, field.attribute or name
         if isinstance(field, Timestamp):
-            convert: Callable[[Any], Any] | None = _timestamp_or_none
+            convert: Callable[[Any], Any] | None = format_timestamp
         elif isinstance(field, fields.Nested):
             convert = compile_dump(field.schema)
         elif isinstance(field, fields.List) and isinstance(field.inner, fields.Nested):
@@ -228,19 +240,22 @@ def compile_dump(schema: Schema) -> Callable[[Any], dict[str, Any]]:
             raise TypeError(f"compile_dump cannot plan {type(field).__name__} ({name})")
         plan.append((key, attribute, convert))
 
+    keys = tuple(key for key, _, _ in plan)
+    attributes = [attribute for _, attribute, _ in plan]
+    # Read every field in one call: a dict by key, anything else by attribute.
+    by_key, by_attribute = itemgetter(*attributes), attrgetter(*attributes)
+    one_field = len(plan) == 1  # then the getters return the value, not a tuple
+    conversions = tuple((key, convert) for key, _, convert in plan if convert is not None)
+
     def dump(obj: Any) -> dict[str, Any]:
-        get = obj.__getitem__ if isinstance(obj, dict) else obj.__getattribute__
-        out = {}
-        for key, attribute, convert in plan:
-            value = get(attribute)
-            out[key] = value if convert is None or value is None else convert(value)
+        values = by_key(obj) if isinstance(obj, dict) else by_attribute(obj)
+        out = dict(zip(keys, (values,) if one_field else values, strict=True))
+        for key, convert in conversions:
+            if (value := out[key]) is not None:
+                out[key] = convert(value)
         return out
 
     return dump
-
-
-def _timestamp_or_none(value: datetime | None) -> str | None:
-    return None if value is None else format_timestamp(value)
 
 
 def _each(dump: Callable[[Any], dict[str, Any]]) -> Callable[[Any], list[dict[str, Any]]]:
