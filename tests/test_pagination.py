@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from florent.auth import Caller
-from florent.conversations import PageCursor, page_query
+from florent.conversations import CONVERSATION_THEN_MESSAGES, PageCursor, page_query
 from florent.extensions import db
 
 from .factories import URL, create_conversation
@@ -154,8 +154,11 @@ def test_another_callers_cursor_is_400(app, client, alice, bob, alice_elsewhere)
 
 def explain(app, caller: Caller, after: PageCursor | None) -> str:
     """EXPLAIN the exact statement the list endpoint runs, with its bound parameters."""
+    return explain_statement(app, *page_query(caller, limit=31, after=after))
+
+
+def explain_statement(app, statement, params: dict) -> str:
     with app.app_context():
-        statement, params = page_query(caller, limit=31, after=after)
         compiled = statement.compile(dialect=db.engine.dialect)
         with db.engine.connect() as connection:
             cursor = connection.connection.cursor()
@@ -187,3 +190,31 @@ def test_a_page_is_an_index_scan_without_a_sort_at_any_depth(app):
             index_condition = next(line for line in plan.splitlines() if "Index Cond:" in line)
             assert "ROW(updated_at" in index_condition, plan
             assert "Filter:" not in plan, plan
+
+
+def test_get_finds_the_conversation_by_primary_key_before_the_table_has_statistics(app):
+    """Until autovacuum first analyzes a table, PostgreSQL has no column statistics and
+    rated the owner index as good as the primary key for `id AND org AND user`: a get
+    then walked all of the caller's conversations to find one."""
+    insert_conversations(app, 6_000, same_updated_at=False)
+    with app.app_context():
+        db.session.execute(text("SELECT pg_clear_relation_stats('public', 'conversations')"))
+        for column in ("id", "org_id", "user_id"):
+            db.session.execute(
+                text("SELECT pg_clear_attribute_stats('public', 'conversations', :c, false)"),
+                {"c": column},
+            )
+        db.session.commit()
+    try:
+        parameters = {
+            "conversation_id": "0" * 21 + "7d0",
+            "org_id": ALICE.org_id,
+            "user_id": ALICE.user_id,
+        }
+        plan = explain_statement(app, CONVERSATION_THEN_MESSAGES, parameters)
+    finally:
+        with app.app_context():
+            db.session.execute(text("ANALYZE conversations"))
+            db.session.commit()
+    assert "Index Scan using pk_conversations on conversations" in plan, plan
+    assert "ix_conversations_owner_recent" not in plan, plan
