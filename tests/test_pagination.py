@@ -6,11 +6,12 @@ import base64
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from florent.auth import Caller
-from florent.conversations import CONVERSATION_THEN_MESSAGES, PageCursor, page_query
+from florent.conversations import CONVERSATION_THEN_MESSAGES, PageCursor, _owned_by, page_query
 from florent.extensions import db
+from florent.models import Conversation
 
 from .factories import URL, create_conversation
 
@@ -192,11 +193,12 @@ def test_a_page_is_an_index_scan_without_a_sort_at_any_depth(app):
             assert "Filter:" not in plan, plan
 
 
-def test_get_finds_the_conversation_by_primary_key_before_the_table_has_statistics(app):
+def test_by_id_statements_use_the_primary_key_before_the_table_has_statistics(app):
     """Until autovacuum first analyzes a table, PostgreSQL has no column statistics and
     rated the owner index as good as the primary key for `id AND org AND user`: a get
-    then walked all of the caller's conversations to find one."""
+    or a rename then walked all of the caller's conversations to find one."""
     insert_conversations(app, 6_000, same_updated_at=False)
+    conversation_id = "0" * 21 + "7d0"
     with app.app_context():
         db.session.execute(text("SELECT pg_clear_relation_stats('public', 'conversations')"))
         for column in ("id", "org_id", "user_id"):
@@ -206,15 +208,17 @@ def test_get_finds_the_conversation_by_primary_key_before_the_table_has_statisti
             )
         db.session.commit()
     try:
-        parameters = {
-            "conversation_id": "0" * 21 + "7d0",
-            "org_id": ALICE.org_id,
-            "user_id": ALICE.user_id,
-        }
-        plan = explain_statement(app, CONVERSATION_THEN_MESSAGES, parameters)
+        get = explain_statement(
+            app,
+            CONVERSATION_THEN_MESSAGES,
+            {"conversation_id": conversation_id, "org_id": ALICE.org_id, "user_id": ALICE.user_id},
+        )
+        rename = update(Conversation).where(_owned_by(ALICE, conversation_id)).values(title="t")
+        rename_plan = explain_statement(app, rename, {})
     finally:
         with app.app_context():
             db.session.execute(text("ANALYZE conversations"))
             db.session.commit()
-    assert "Index Scan using pk_conversations on conversations" in plan, plan
-    assert "ix_conversations_owner_recent" not in plan, plan
+    for plan in (get, rename_plan):
+        assert "Index Scan using pk_conversations on conversations" in plan, plan
+        assert "ix_conversations_owner_recent" not in plan, plan
