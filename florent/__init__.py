@@ -13,7 +13,7 @@ from .assistant import init_assistant
 from .auth import Authenticator, DevSigningKey, authenticate_request, init_auth
 from .cli import register_cli
 from .config import Settings, read_settings, sqlalchemy_url
-from .database import engine_options, init_database
+from .database import database_config, init_database
 from .errors import register_error_handlers
 from .extensions import db, migrate
 from .limits import init_limits
@@ -33,8 +33,7 @@ def create_app(settings: Settings | None = None, *, instance_path: str | None = 
         SECRET_KEY=settings.secret_key or _development_secret(app),
         FLORENT_ENV=settings.env,
         FLORENT_MODEL=settings.model,
-        SQLALCHEMY_DATABASE_URI=sqlalchemy_url(_database_url(app, settings)),
-        SQLALCHEMY_ENGINE_OPTIONS=engine_options(),
+        **database_config(sqlalchemy_url(_database_url(app, settings))),
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         RATELIMIT_ENABLED=settings.rate_limit_enabled,
         RATELIMIT_STORAGE_URI=settings.rate_limit_storage_uri,

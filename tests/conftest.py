@@ -131,6 +131,12 @@ def jwks_server(signing_key: SigningKey) -> Iterator[JwksServer]:
 # -- The app ------------------------------------------------------------------
 
 
+def dispose_engines() -> None:
+    """Close every pooled connection of the current app (both engines)."""
+    for engine in db.engines.values():
+        engine.dispose()
+
+
 def make_settings(database_url: str, jwks_url: str | None, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "env": "development",
@@ -158,7 +164,7 @@ def app(database_url: str, jwks_server: JwksServer, instance_path: Path) -> Iter
         upgrade()
     yield app
     with app.app_context():
-        db.engine.dispose()
+        dispose_engines()
 
 
 @pytest.fixture(autouse=True)
@@ -294,7 +300,7 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]
     yield make
     for app in apps:
         with app.app_context():
-            db.engine.dispose()
+            dispose_engines()
 
 
 @pytest.fixture(scope="session")

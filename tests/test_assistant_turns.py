@@ -24,7 +24,7 @@ from florent import create_app
 from florent.extensions import db
 from florent.models import Conversation, Message
 
-from .conftest import make_settings
+from .conftest import dispose_engines, make_settings
 from .factories import URL, create_conversation
 from .fake_model_server import COMPLETIONS_PATH, FakeModelServer
 
@@ -52,7 +52,7 @@ def model(model_server: FakeModelServer) -> Iterator[FakeModelServer]:
 def close_app(app: Flask) -> None:
     app.extensions["florent.assistant"].close()
     with app.app_context():
-        db.engine.dispose()
+        dispose_engines()
 
 
 @pytest.fixture(scope="module")
@@ -507,7 +507,7 @@ def test_no_database_connection_is_held_while_the_model_talks(
     conversation = create_conversation(chat, alice, title="Pool")
     model.stall_after = 1
     with florent.app_context():
-        pool = db.engine.pool
+        pools = [engine.pool for engine in db.engines.values()]
 
     with ThreadPoolExecutor(max_workers=1) as pool_of_one:
         turn = pool_of_one.submit(
@@ -519,7 +519,7 @@ def test_no_database_connection_is_held_while_the_model_talks(
         )
         assert model.received.wait(10)
         time.sleep(0.1)  # well into the reply
-        assert pool.checkedout() == 0
+        assert [pool.checkedout() for pool in pools] == [0, 0]
         model.release.set()
         assert turn.result().status_code == 201
     assert stored(florent, conversation["_id"])[0].message_count == 2
