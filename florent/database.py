@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import select
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask
@@ -58,17 +56,15 @@ def database_config(url: str) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def one_statement() -> Iterator[Connection]:
+def one_statement() -> Connection:
     """A connection for a use case that is a single SQL statement, in autocommit.
 
     A single statement is atomic on its own, so it needs no BEGIN and COMMIT round
     trips; and a Core connection straight from the pool skips the ORM session's
-    bookkeeping, which these use cases have no objects for. The connection goes back
-    to the pool when the block ends.
+    bookkeeping, which these use cases have no objects for. Use it in a `with` block:
+    the connection goes back to the pool when the block ends.
     """
-    with db.engines[AUTOCOMMIT].connect() as connection:
-        yield connection
+    return db.engines[AUTOCOMMIT].connect()
 
 
 def init_database(app: Flask) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from flask import url_for
 from sqlalchemy import select
 
 from florent.extensions import db
@@ -47,6 +48,18 @@ def test_create_with_empty_object_returns_201_and_the_new_conversation(client, a
     assert TIMESTAMP.fullmatch(conversation["createdAt"])
     assert conversation["createdAt"] == conversation["updatedAt"]
     assert response.headers["Location"] == f"{URL}/{conversation['_id']}"
+
+
+@pytest.mark.parametrize("base_url", ["http://localhost/", "http://localhost/mounted/"])
+def test_location_is_the_url_of_the_new_conversation(app, client, alice, base_url):
+    """Also when the app is mounted under a prefix (SCRIPT_NAME)."""
+    response = client.post(URL, json={}, headers=alice, base_url=base_url)
+    conversation_id = response.get_json()["conversation"]["_id"]
+    with app.test_request_context(base_url=base_url):
+        expected = url_for("api.get_conversation", conversation_id=conversation_id)
+    assert response.headers["Location"] == expected
+    found = client.get(f"{URL}/{conversation_id}", headers=alice, base_url=base_url)
+    assert found.status_code == 200
 
 
 def test_create_stores_every_field_scoped_to_the_caller(app, client, alice):
