@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
-    Connection,
     DateTime,
     Integer,
     Select,
@@ -28,13 +27,12 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from .auth import Caller
-from .database import one_statement
+from .database import DriverStatement, fetch, one_statement
 from .extensions import db
-from .ids import is_object_id
+from .ids import is_object_id, new_object_id
 from .models import Conversation, Message
 
 DEFAULT_TITLE = "New conversation"
@@ -74,6 +72,10 @@ class MessageRow(NamedTuple):
 CONVERSATION_COLUMNS = tuple(Conversation.__table__.c[name] for name in ConversationRow._fields)
 MESSAGE_COLUMNS = tuple(Message.__table__.c[name] for name in MessageRow._fields)
 MESSAGE_LABELS = tuple(column.label(f"message_{column.name}") for column in MESSAGE_COLUMNS)
+
+
+# What a create supplies; the database fills in the rest (counts and times).
+_NEW_CONVERSATION_FIELDS = ("id", "org_id", "user_id", "title", "model", "user_display", "timezone")
 
 
 class ConversationNotFound(Exception):
@@ -131,11 +133,16 @@ def _next_change_time() -> ColumnElement[datetime]:
 
 
 # Hot statements are built once and run with bound parameters: building and caching a
-# statement per request cost more than running it.
+# statement per request cost more than running it. Those of create, list and get are
+# also compiled once for the driver (DriverStatement).
 _CALLERS_OWN = (Conversation.org_id == bindparam("org_id")) & (
     Conversation.user_id == bindparam("user_id")
 )
-INSERT_CONVERSATION = insert(Conversation).returning(*CONVERSATION_COLUMNS)
+INSERT_CONVERSATION = (
+    insert(Conversation)
+    .values({name: bindparam(name) for name in _NEW_CONVERSATION_FIELDS})
+    .returning(*CONVERSATION_COLUMNS)
+)
 FIRST_PAGE = (
     select(*CONVERSATION_COLUMNS)
     .where(_CALLERS_OWN)
@@ -169,6 +176,15 @@ CONVERSATION_THEN_MESSAGES = union_all(
 ).order_by(
     literal_column("part"), literal_column("message_created_at"), literal_column("message_id")
 )
+ON_DRIVER = {
+    statement: DriverStatement.of(statement, row)
+    for statement, row in (
+        (INSERT_CONVERSATION, ConversationRow),
+        (FIRST_PAGE, ConversationRow),
+        (NEXT_PAGE, ConversationRow),
+        (CONVERSATION_THEN_MESSAGES, None),  # rows of two shapes, split by get_conversation
+    )
+}
 
 
 def create_conversation(
@@ -179,47 +195,37 @@ def create_conversation(
     user_display: str | None = None,
     timezone: str | None = None,
 ) -> ConversationRow:
-    with one_statement() as connection:
-        return insert_conversation(
-            connection,
-            caller,
-            model=model,
-            title=title,
-            user_display=user_display,
-            timezone=timezone,
-        )
+    parameters = new_conversation(
+        caller, model=model, title=title, user_display=user_display, timezone=timezone
+    )
+    return fetch(ON_DRIVER[INSERT_CONVERSATION], parameters)[0]
 
 
-def insert_conversation(
-    executor: Connection | Session,
+def new_conversation(
     caller: Caller,
     *,
     model: str,
     title: str = DEFAULT_TITLE,
     user_display: str | None = None,
     timezone: str | None = None,
-) -> ConversationRow:
-    """The INSERT of a create; whoever owns the transaction commits it."""
-    row = executor.execute(
-        INSERT_CONVERSATION,
-        {
-            "org_id": caller.org_id,
-            "user_id": caller.user_id,
-            "title": title,
-            "model": model,
-            "user_display": user_display,
-            "timezone": timezone,
-        },
-    ).one()
-    return ConversationRow._make(row)
+) -> dict[str, Any]:
+    """The parameters of INSERT_CONVERSATION for a new conversation of the caller's."""
+    return {
+        "id": new_object_id(),
+        "org_id": caller.org_id,
+        "user_id": caller.user_id,
+        "title": title,
+        "model": model,
+        "user_display": user_display,
+        "timezone": timezone,
+    }
 
 
 def list_conversations(caller: Caller, *, limit: int, after: PageCursor | None) -> ConversationPage:
     """The caller's conversations, most recently updated first, one keyset page."""
     # One extra row tells whether another page exists, without a count.
     statement, params = page_query(caller, limit=limit + 1, after=after)
-    with one_statement() as connection:
-        rows = list(map(ConversationRow._make, connection.execute(statement, params)))
+    rows = fetch(ON_DRIVER[statement], params)
     page, more = rows[:limit], len(rows) > limit
     next_cursor = PageCursor(page[-1].updated_at, page[-1].id) if more else None
     return ConversationPage(page, next_cursor)
@@ -241,15 +247,10 @@ def get_conversation(
     """The conversation and its messages, oldest first, read in one statement (one snapshot)."""
     if not is_object_id(conversation_id):
         raise ConversationNotFound()
-    with one_statement() as connection:
-        rows = connection.execute(
-            CONVERSATION_THEN_MESSAGES,
-            {
-                "org_id": caller.org_id,
-                "user_id": caller.user_id,
-                "conversation_id": conversation_id,
-            },
-        ).all()
+    rows = fetch(
+        ON_DRIVER[CONVERSATION_THEN_MESSAGES],
+        {"org_id": caller.org_id, "user_id": caller.user_id, "conversation_id": conversation_id},
+    )
     if not rows:  # no such conversation of the caller's: no message row either
         raise ConversationNotFound()
     message_fields = 1 + len(CONVERSATION_COLUMNS)

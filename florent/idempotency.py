@@ -20,7 +20,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from .auth import Caller
-from .conversations import ConversationRow, insert_conversation
+from .conversations import INSERT_CONVERSATION, ConversationRow, new_conversation
 from .extensions import db
 from .models import IdempotencyKey
 
@@ -91,7 +91,9 @@ def create_conversation_once(
             raise IdempotencyKeyReused()
         return StoredResponse(stored.response_status, stored.response_body, replayed=True)
 
-    body = render(insert_conversation(db.session(), caller, model=model, **fields))
+    # In this transaction, with the key's row: the ORM session's connection, not the driver's.
+    new = new_conversation(caller, model=model, **fields)
+    body = render(ConversationRow._make(db.session.execute(INSERT_CONVERSATION, new).one()))
     db.session.execute(
         IdempotencyKey.__table__.update()
         .where(

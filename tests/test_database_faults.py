@@ -10,8 +10,10 @@ import warnings
 import psycopg
 import pytest
 from flask_migrate import upgrade
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DataError, OperationalError
 
+from florent.database import DriverStatement, fetch
 from florent.extensions import db
 from florent.models import Conversation
 
@@ -137,15 +139,34 @@ def test_connections_the_server_closed_are_replaced_without_a_failed_request(
 ):
     client = faulty_app.test_client()
     assert client.post(URL, json={"title": "first"}, headers=alice).status_code == 201
+    others = (
+        "FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+    )
     with psycopg.connect(own_server.get_uri("postgres"), autocommit=True) as admin:
-        terminated = admin.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-            "AND backend_type = 'client backend'"
-        ).fetchone()[0]
-    assert terminated >= 1  # the pooled connection is dead now
+        terminated = admin.execute(f"SELECT count(pg_terminate_backend(pid)) {others}").fetchone()
+        assert terminated[0] >= 1  # the pooled connections are being closed
+        # pg_terminate_backend only signals; wait until the server has closed them.
+        deadline = time.monotonic() + 5
+        while admin.execute(f"SELECT count(*) {others}").fetchone()[0]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
 
     # No round trip checks it, yet no request fails on it.
     assert client.post(URL, json={"title": "second"}, headers=alice).status_code == 201
     titles = [c["title"] for c in client.get(URL, headers=alice).get_json()["conversations"]]
     assert titles == ["second", "first"]
+
+
+def test_driver_statements_raise_sqlalchemy_errors_with_the_sqlstate(app):
+    with app.app_context(), pytest.raises(DataError) as raised:
+        fetch(DriverStatement.of(text("SELECT 'x'::integer")), {})
+    assert raised.value.orig.sqlstate == "22P02"  # the 400 safety net reads this
+
+
+def test_a_connection_broken_under_a_driver_statement_is_not_pooled_again(app):
+    with app.app_context():
+        with pytest.raises(OperationalError) as raised:
+            fetch(DriverStatement.of(text("SELECT pg_terminate_backend(pg_backend_pid())")), {})
+        assert raised.value.connection_invalidated
+        assert fetch(DriverStatement.of(text("SELECT 1")), {}) == [(1,)]
