@@ -187,18 +187,9 @@ ON_DRIVER = {
 }
 
 
-def create_conversation(
-    caller: Caller,
-    *,
-    model: str,
-    title: str = DEFAULT_TITLE,
-    user_display: str | None = None,
-    timezone: str | None = None,
-) -> ConversationRow:
-    parameters = new_conversation(
-        caller, model=model, title=title, user_display=user_display, timezone=timezone
-    )
-    return fetch(ON_DRIVER[INSERT_CONVERSATION], parameters)[0]
+def create_conversation(caller: Caller, **fields: Any) -> ConversationRow:
+    """Start a conversation of the caller's; `fields` as new_conversation takes them."""
+    return fetch(ON_DRIVER[INSERT_CONVERSATION], new_conversation(caller, **fields))[0]
 
 
 def new_conversation(

@@ -11,7 +11,7 @@ import psycopg
 from flask import Flask
 from psycopg import Connection as PsycopgConnection
 from psycopg.pq import TransactionStatus
-from psycopg.rows import args_row, tuple_row
+from psycopg.rows import RowFactory, args_row, tuple_row
 from sqlalchemy import Connection, event
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -78,12 +78,14 @@ class DriverStatement:
     """A Core statement compiled once, to run straight on the driver (see `fetch`)."""
 
     sql: str
-    # Builds each row from its values, in the statement's column order.
-    row: Callable[..., Any] | None = None
+    row_factory: RowFactory[Any]
 
     @classmethod
     def of(cls, statement: Executable, row: Callable[..., Any] | None = None) -> DriverStatement:
-        return cls(str(statement.compile(dialect=PGDialect_psycopg())), row)
+        """`row` builds each row from its values, in the statement's column order;
+        without it, rows are plain tuples."""
+        sql = str(statement.compile(dialect=PGDialect_psycopg()))
+        return cls(sql, args_row(row) if row else tuple_row)
 
 
 def fetch(statement: DriverStatement, parameters: dict[str, Any]) -> list[Any]:
@@ -100,8 +102,7 @@ def fetch(statement: DriverStatement, parameters: dict[str, Any]) -> list[Any]:
     connection = None
     try:
         connection = engine.raw_connection()
-        row_factory = args_row(statement.row) if statement.row else tuple_row
-        with connection.driver_connection.cursor(row_factory=row_factory) as cursor:
+        with connection.driver_connection.cursor(row_factory=statement.row_factory) as cursor:
             cursor.execute(statement.sql, parameters, prepare=True)
             return cursor.fetchall()
     except psycopg.Error as error:

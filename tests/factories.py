@@ -7,6 +7,17 @@ from typing import Any
 from flask.testing import FlaskClient
 
 URL = "/api/florent/conversations"
+# A conversation's fields in the seed's order (its OpenAPI `required` list).
+CONVERSATION_FIELDS = [
+    "_id",
+    "userId",
+    "title",
+    "model",
+    "messageCount",
+    "lastMessageAt",
+    "createdAt",
+    "updatedAt",
+]
 
 
 def create_conversation(client: FlaskClient, caller: dict[str, str], **body: Any) -> dict[str, Any]:

@@ -11,18 +11,11 @@ from sqlalchemy import select
 from florent.extensions import db
 from florent.models import Conversation
 
+from .factories import CONVERSATION_FIELDS
+
 URL = "/api/florent/conversations"
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-FIELDS = {
-    "_id",
-    "userId",
-    "title",
-    "model",
-    "messageCount",
-    "lastMessageAt",
-    "createdAt",
-    "updatedAt",
-}
+FIELDS = set(CONVERSATION_FIELDS)
 
 
 def stored(app, conversation_id: str) -> Conversation:

@@ -8,18 +8,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from .factories import URL, append_message, create_conversation
-
-SEED_CONVERSATION_FIELDS = [
-    "_id",
-    "userId",
-    "title",
-    "model",
-    "messageCount",
-    "lastMessageAt",
-    "createdAt",
-    "updatedAt",
-]
+from .factories import CONVERSATION_FIELDS, URL, append_message, create_conversation
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +31,7 @@ def validate(document: dict[str, Any], path: str, method: str, response) -> None
 def test_document_is_openapi_31_with_the_seed_components(document):
     assert document["openapi"] == "3.1.0"
     schemas = document["components"]["schemas"]
-    assert schemas["FlorentConversation"]["required"] == SEED_CONVERSATION_FIELDS
+    assert schemas["FlorentConversation"]["required"] == CONVERSATION_FIELDS
     assert schemas["FlorentConversation"]["properties"]["lastMessageAt"] == {
         "type": ["string", "null"]
     }
