@@ -6,6 +6,8 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
+from florent.auth import API_KEY_PATTERN
+
 URL = "/api/florent/conversations"
 # A conversation's fields in the seed's order (its OpenAPI `required` list).
 CONVERSATION_FIELDS = [
@@ -34,3 +36,8 @@ def append_message(
     )
     assert response.status_code == 201, response.get_json()
     return response.get_json()
+
+
+def api_key_secret(plaintext: str) -> str:
+    """The secret part of a plaintext API key (it may itself contain underscores)."""
+    return API_KEY_PATTERN.fullmatch(plaintext).group(2)

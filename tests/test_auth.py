@@ -18,6 +18,7 @@ from florent.extensions import db
 from florent.models import ApiKey
 
 from .conftest import JwksServer, SigningKey, bearer, session_claims, sign_raw
+from .factories import api_key_secret
 
 URL = "/api/florent/conversations"
 
@@ -325,7 +326,7 @@ def test_revoked_api_key_is_401(app, client, api_key, robot):
 def test_only_a_hash_of_the_key_is_stored(app, api_key):
     with app.app_context():
         row = db.session.get(ApiKey, api_key[0])
-        secret = api_key[1].rsplit("_", 1)[1]
+        secret = api_key_secret(api_key[1])
         assert secret.encode() not in row.secret_hash
         assert len(row.secret_hash) == 32
 
