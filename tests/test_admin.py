@@ -194,6 +194,15 @@ def test_the_staff_session_cookie_is_neither_read_nor_written_outside_the_admin(
     assert viewer.get("/admin/conversations/").status_code == 200  # still signed in there
 
 
+def test_admin_static_files_leave_the_session_cookie_alone(viewer):
+    """A stylesheet answered after the next page must not put an older cookie back."""
+    page = viewer.get("/admin/api-keys/")
+    assert page.status_code == 200 and "Set-Cookie" in page.headers  # pages keep it fresh
+    with viewer.get("/admin/static/admin/js/helpers.js") as static:
+        assert static.status_code == 200
+        assert "Set-Cookie" not in static.headers
+
+
 def test_viewer_sees_api_keys_but_cannot_issue_or_revoke_them(app, viewer):
     with app.app_context():
         key, _ = issue_api_key("org_01ACME", "CI robot")

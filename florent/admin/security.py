@@ -11,6 +11,7 @@ from flask import Flask, Request, Response, g, request
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
 ADMIN_URL = "/admin"
+ADMIN_STATIC = ADMIN_URL + "/static/"  # Flask-Admin's own files
 
 
 def is_admin_path(path: str) -> bool:
@@ -18,15 +19,21 @@ def is_admin_path(path: str) -> bool:
 
 
 class AdminOnlySessions(SecureCookieSessionInterface):
-    """Cookie sessions for the staff admin only.
+    """Cookie sessions for the staff admin's pages only.
 
     Everywhere else (the API, health checks) a request gets Flask's read-only null
     session: no cookie is parsed or set, no `Vary: Cookie` is sent, and the API cannot
     be driven by a staff member's browser cookie even by mistake.
+
+    The admin's static files get none either. A permanent session is re-sent on every
+    response, so a stylesheet still loading from the previous page could answer after
+    the next page had stored a new session, and put the old cookie back: the API-key
+    form's one-use token was lost that way (seen in the browser test).
     """
 
     def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
-        if not is_admin_path(request.path):
+        path = request.path
+        if not is_admin_path(path) or path.startswith(ADMIN_STATIC):
             return self.make_null_session(app)
         return super().open_session(app, request)
 
