@@ -51,8 +51,6 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging() -> None:
-    # Records need no thread or process names (the JSON has neither): skip looking them up.
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         return
@@ -72,21 +70,32 @@ def _start_request() -> None:
 def _finish_request(response: Response) -> Response:
     request_id = g.get("request_id") or secrets.token_hex(16)
     response.headers["X-Request-Id"] = request_id
+    if not access_log.isEnabledFor(logging.INFO):
+        return response
     caller = g.get("caller")
-    access_log.info(
-        "request",
-        extra={
-            "fields": {
-                "method": request.method,
-                "path": request.path,  # the path only: query strings may carry cursors
-                "status": response.status_code,
-                "duration_ms": round(
-                    (time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2
-                ),
-                "request_id": request_id,
-                "org_id": caller.org_id if caller else None,
-            }
-        },
+    fields = {
+        "method": request.method,
+        "path": request.path,  # the path only: query strings may carry cursors
+        "status": response.status_code,
+        "duration_ms": round(
+            (time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2
+        ),
+        "request_id": request_id,
+        "org_id": caller.org_id if caller else None,
+    }
+    # makeRecord and handle rather than info(): info() also walks the stack for the
+    # caller's file and line, on every request, and no access line shows them.
+    access_log.handle(
+        access_log.makeRecord(
+            access_log.name,
+            logging.INFO,
+            __file__,
+            0,
+            "request",
+            (),
+            None,
+            extra={"fields": fields},
+        )
     )
     return response
 

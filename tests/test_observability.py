@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import pytest
 
@@ -59,6 +60,18 @@ def test_one_json_log_line_per_request_without_secrets(client, alice, robot, api
     token = alice["Authorization"].split()[1]
     for secret in (token, api_key[1], "secret-cursor", "not-a-token"):
         assert secret not in rendered
+
+
+def test_other_log_formats_still_get_process_and_thread_ids(app):
+    """The app's logging set-up leaves records whole: gunicorn's own error log prints
+    `[%(process)d]`, which once failed on every line a worker logged after start."""
+    from gunicorn.glogging import Logger
+
+    record = logging.getLogger("gunicorn.error").makeRecord(
+        "gunicorn.error", logging.INFO, __file__, 1, "Worker exiting (pid: %s)", (123,), None
+    )
+    line = logging.Formatter(f"{Logger.error_fmt} %(thread)d").format(record)
+    assert f"[{os.getpid()}] [INFO] Worker exiting (pid: 123)" in line
 
 
 def test_healthz_answers_without_a_token(client):
