@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -148,6 +149,31 @@ class StaffModelView(StaffAccess, ModelView):
             return super().get_sortable_columns()
         self._sortable_joins = {}
         return dict(self.sort_by)
+
+    def confirm(
+        self,
+        act: Callable[[], None],
+        done: str,
+        *,
+        heading: str,
+        facts: dict[str, str],
+        warning: str,
+        button: str,
+    ) -> Any:
+        """Ask first; on the confirmed post, `act`, say `done`, and go back to the list."""
+        form = ConfirmForm()
+        if form.validate_on_submit():
+            act()
+            flash(done, "success")
+            return redirect(self.get_url(".index_view"), 303)
+        return self.render(
+            "staff_admin/confirm.html",
+            form=form,
+            heading=heading,
+            facts=facts,
+            warning=warning,
+            button=button,
+        )
 
 
 class ConversationView(StaffModelView):
@@ -297,14 +323,9 @@ class ApiKeyView(StaffModelView):
         key = db.session.get(ApiKey, request.args.get("id", ""))
         if key is None:
             abort(404)
-        form = ConfirmForm()
-        if form.validate_on_submit():
-            apikeys.revoke_api_key(key.id)
-            flash(f"Revoked API key {key.name} ({key.prefix}…).", "success")
-            return redirect(self.get_url(".index_view"), 303)
-        return self.render(
-            "staff_admin/confirm.html",
-            form=form,
+        return self.confirm(
+            lambda: apikeys.revoke_api_key(key.id),
+            f"Revoked API key {key.name} ({key.prefix}…).",
             heading=f"Revoke API key {key.name}?",
             facts={"Prefix": f"{key.prefix}…", "Organization": key.org_id},
             warning="Every request made with this key will be refused from now on. "
@@ -354,14 +375,9 @@ class StaffView(StaffModelView):
             # The last admin must not lock everyone out by accident; the CLI still can.
             flash("You cannot deactivate your own account here.", "warning")
             return redirect(self.get_url(".index_view"), 303)
-        form = ConfirmForm()
-        if form.validate_on_submit():
-            staff.deactivate_staff(member.email)
-            flash(f"Deactivated {member.email}.", "success")
-            return redirect(self.get_url(".index_view"), 303)
-        return self.render(
-            "staff_admin/confirm.html",
-            form=form,
+        return self.confirm(
+            lambda: staff.deactivate_staff(member.email),
+            f"Deactivated {member.email}.",
             heading=f"Deactivate {member.email}?",
             facts={"Role": member.role},
             warning="They will be signed out and can no longer sign in.",
