@@ -80,6 +80,9 @@ class Timestamp(fields.Field):
         return format_timestamp(value)
 
 
+_WITH_MICROSECONDS = len(b'"2026-11-27T09:34:01.590000Z"')
+
+
 def format_timestamp(value: datetime) -> str:
     """'2026-11-27T09:34:01.590Z', as `isoformat(timespec="milliseconds")` would give.
 
@@ -91,7 +94,7 @@ def format_timestamp(value: datetime) -> str:
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     text = orjson.dumps(value, option=orjson.OPT_UTC_Z)
-    if len(text) == len('"2026-11-27T09:34:01.590000Z"'):
+    if len(text) == _WITH_MICROSECONDS:
         return text[1:24].decode() + "Z"
     return text[1:20].decode() + ".000Z"
 
