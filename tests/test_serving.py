@@ -1,0 +1,105 @@
+"""The service under gunicorn with the repository's gunicorn.conf.py, over raw sockets."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import SECRET_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: florent.test\r\n\r\n"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gunicorn(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """`gunicorn wsgi:app` from the repository root with one worker; yields its port."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "FLORENT_ENV": "development",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": SECRET_KEY,
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        # One worker: a request waits for the one before it to be let go.
+        "GUNICORN_WORKERS": "1",
+    }
+    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "wsgi:app"],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not answers(port):
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(HEALTHZ)
+            return read_response(sock).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """Everything the server sends until it half-closes the connection."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_worker_does_not_wait_for_a_client_to_hang_up(gunicorn):
+    with socket.create_connection(("127.0.0.1", gunicorn), timeout=5) as first:
+        first.sendall(HEALTHZ)
+        assert read_response(first).startswith(b"HTTP/1.1 200")
+        # `first` stays open. gunicorn's own sync worker would now wait up to 2 s for
+        # it to hang up before serving anyone else.
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", gunicorn), timeout=5) as second:
+            second.sendall(HEALTHZ)
+            assert read_response(second).startswith(b"HTTP/1.1 200")
+        assert time.monotonic() - started < 1.0
+
+
+def test_a_worker_still_drains_a_body_it_did_not_read(gunicorn):
+    """A 401 answers before the body is read. Closing then would make the kernel reset
+    the connection on the rest of the body, and the client could lose the response."""
+    body = b'{"title": "' + b"x" * 1000 + b'"}'
+    head = (
+        b"POST /api/florent/conversations HTTP/1.1\r\nHost: florent.test\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    with socket.create_connection(("127.0.0.1", gunicorn), timeout=5) as client:
+        client.sendall(head + body[:10])
+        assert read_response(client).startswith(b"HTTP/1.1 401")
+        client.sendall(body[10:])
+        time.sleep(0.2)  # on loopback a reset, if any, is back long before this
+        assert client.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != errno.ECONNRESET
+        client.sendall(b"more")  # the worker is still reading: no reset, no broken pipe
