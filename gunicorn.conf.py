@@ -37,6 +37,12 @@ threads = _int("GUNICORN_THREADS", 16 if STREAMS else 1)
 # JWKS about 2 s), so a sync worker silent this long is stuck and is replaced.
 timeout = _int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+# Each worker touches a heartbeat file on every request. On a disk-backed filesystem
+# (the default, the temporary directory) that can block the worker, as gunicorn's docs
+# warn, all the more with PostgreSQL flushing its WAL to the same disk; memory does not.
+worker_tmp_dir = os.environ.get(
+    "GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else None
+)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)
 # The app writes one JSON line per request itself.
 accesslog = None

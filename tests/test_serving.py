@@ -103,3 +103,20 @@ def test_a_worker_still_drains_a_body_it_did_not_read(gunicorn):
         time.sleep(0.2)  # on loopback a reset, if any, is back long before this
         assert client.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != errno.ECONNRESET
         client.sendall(b"more")  # the worker is still reading: no reset, no broken pipe
+
+
+def test_the_config_picks_florents_worker_and_heartbeats_in_memory():
+    printed = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--print-config", "wsgi:app"],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "FLORENT_LLM"))},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    settings = {
+        name.strip(): value.strip()
+        for name, _, value in (line.partition("=") for line in printed.splitlines())
+    }
+    assert settings["worker_class"] == "florent.serving.SyncWorker"
+    assert settings["worker_tmp_dir"] == ("/dev/shm" if os.path.isdir("/dev/shm") else "None")
