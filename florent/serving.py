@@ -9,23 +9,32 @@ from typing import Any
 from gunicorn.http.body import LengthReader
 from gunicorn.workers.sync import SyncWorker as GunicornSyncWorker
 
+TCP_CORK = getattr(socket, "TCP_CORK", None)  # Linux only
+
 
 class SyncWorker(GunicornSyncWorker):
-    """gunicorn's sync worker, except that it closes a finished connection at once
-    when the client has nothing more to send.
+    """gunicorn's sync worker with two changes, each measured (README, "gunicorn").
 
+    A response leaves in as few packets as it fits. gunicorn writes a response's head
+    and its body separately, and with Nagle's algorithm off each write is a packet of
+    its own, then the FIN a third; corked, they go as one when the connection closes.
+    A corked partial packet can wait up to 200 ms for more, so this worker is for the
+    API without streamed replies, as gunicorn.conf.py uses it.
+
+    It closes a finished connection at once when the client has nothing more to send.
     After every response gunicorn half-closes the connection and waits, up to 2 s, for
     the client to hang up, so that closing never lands on request bytes still unread:
     the kernel would answer those with a reset, and the client could lose the response.
-    A sync worker serves nothing else meanwhile, which costs it a client round trip on
-    every request (README, "gunicorn": create measured 7% faster without it). Like
-    nginx's lingering close, this waits only when the client may still be sending.
+    A sync worker serves nothing else meanwhile, a client round trip on every request.
+    Like nginx's lingering close, this waits only when the client may still be sending.
     """
 
     def handle_request(self, listener: Any, req: Any, client: Any, addr: Any) -> None:
+        if TCP_CORK is not None and client.family in (socket.AF_INET, socket.AF_INET6):
+            client.setsockopt(socket.IPPROTO_TCP, TCP_CORK, 1)
         super().handle_request(listener, req, client, addr)
-        # Returning means the whole response went out. gunicorn's own close, which
-        # follows, does nothing to a socket already closed.
+        # Returning means the whole response was written. Closing (or gunicorn's own
+        # close, which does nothing to a socket already closed) sends it with the FIN.
         if client_is_done_sending(req, client):
             client.close()
 

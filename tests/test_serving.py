@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -73,6 +74,19 @@ def read_response(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def data_segments_received(sock: socket.socket) -> int:
+    """tcpi_data_segs_in from Linux's struct tcp_info: packets that carried data."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return struct.unpack_from("I", info, 152)[0]
+
+
+def test_a_response_arrives_in_one_packet(gunicorn):
+    with socket.create_connection(("127.0.0.1", gunicorn), timeout=5) as client:
+        client.sendall(HEALTHZ)
+        assert read_response(client).startswith(b"HTTP/1.1 200")
+        assert data_segments_received(client) == 1  # head and body, not one each
 
 
 def test_a_worker_does_not_wait_for_a_client_to_hang_up(gunicorn):
