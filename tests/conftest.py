@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +31,13 @@ from florent.extensions import db
 ISSUER = "https://auth.florent.test"
 TEST_DATABASE = "florent_test"
 SECRET_KEY = "test-secret-key"
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 # -- PostgreSQL ---------------------------------------------------------------

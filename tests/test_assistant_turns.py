@@ -3,7 +3,6 @@ server on loopback, waited for as JSON or streamed as server-sent events."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -24,7 +23,7 @@ from florent import create_app
 from florent.extensions import db
 from florent.models import Conversation, Message
 
-from .conftest import dispose_engines, make_settings
+from .conftest import dispose_engines, free_port, make_settings
 from .factories import URL, create_conversation
 from .fake_model_server import COMPLETIONS_PATH, FakeModelServer
 
@@ -157,12 +156,6 @@ def validate(document: dict[str, Any], schema: dict[str, Any], value: Any) -> No
 
 def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until(condition, timeout: float = 5.0) -> bool:

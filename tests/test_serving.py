@@ -14,31 +14,35 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SECRET_KEY
+from .conftest import SECRET_KEY, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: florent.test\r\n\r\n"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def environment(**settings: str) -> dict[str, str]:
+    """This process's environment without gunicorn or Florent-replies settings (they
+    would change the config under test), plus `settings`."""
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("GUNICORN_", "FLORENT_LLM_"))
+    }
+    return {**inherited, **settings}
 
 
 @pytest.fixture(scope="module")
 def gunicorn(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """`gunicorn wsgi:app` from the repository root with one worker; yields its port."""
     port = free_port()
-    env = {
-        **os.environ,
-        "FLORENT_ENV": "development",
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": SECRET_KEY,
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
+    env = environment(
+        FLORENT_ENV="development",
+        DATABASE_URL=database_url,
+        SECRET_KEY=SECRET_KEY,
+        GUNICORN_BIND=f"127.0.0.1:{port}",
         # One worker: a request waits for the one before it to be let go.
-        "GUNICORN_WORKERS": "1",
-    }
+        GUNICORN_WORKERS="1",
+    )
     log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     with log.open("wb") as output:
         server = subprocess.Popen(
@@ -123,7 +127,7 @@ def test_the_config_picks_florents_worker_and_heartbeats_in_memory():
     printed = subprocess.run(
         [sys.executable, "-m", "gunicorn", "--print-config", "wsgi:app"],
         cwd=ROOT,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "FLORENT_LLM"))},
+        env=environment(),
         capture_output=True,
         text=True,
         check=True,
