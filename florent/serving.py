@@ -30,13 +30,21 @@ class SyncWorker(GunicornSyncWorker):
     """
 
     def handle_request(self, listener: Any, req: Any, client: Any, addr: Any) -> None:
-        if TCP_CORK is not None and client.family in (socket.AF_INET, socket.AF_INET6):
+        if can_cork(req, client):
             client.setsockopt(socket.IPPROTO_TCP, TCP_CORK, 1)
         super().handle_request(listener, req, client, addr)
         # Returning means the whole response was written. Closing (or gunicorn's own
         # close, which does nothing to a socket already closed) sends it with the FIN.
         if client_is_done_sending(req, client):
             client.close()
+
+
+def can_cork(req: Any, client: socket.socket) -> bool:
+    """TCP only, and not when the client waits for `100 Continue` before it sends its
+    body: gunicorn sends that first, and corked it would sit for 200 ms."""
+    if TCP_CORK is None or client.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    return all(name != "EXPECT" for name, _ in req.headers)
 
 
 def client_is_done_sending(req: Any, client: socket.socket) -> bool:

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flask import Flask
 
-from .conftest import SECRET_KEY, free_port
+from .conftest import ISSUER, SECRET_KEY, JwksServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: florent.test\r\n\r\n"
@@ -32,13 +33,18 @@ def environment(**settings: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def gunicorn(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """`gunicorn wsgi:app` from the repository root with one worker; yields its port."""
+def gunicorn(
+    app: Flask, database_url: str, jwks_server: JwksServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[int]:
+    """`gunicorn wsgi:app` from the repository root with one worker, on the test
+    database (`app` has migrated it) and JWKS; yields its port."""
     port = free_port()
     env = environment(
         FLORENT_ENV="development",
         DATABASE_URL=database_url,
         SECRET_KEY=SECRET_KEY,
+        WORKOS_JWKS_URL=jwks_server.url,
+        WORKOS_ISSUER=ISSUER,
         GUNICORN_BIND=f"127.0.0.1:{port}",
         # One worker: a request waits for the one before it to be let go.
         GUNICORN_WORKERS="1",
@@ -91,6 +97,24 @@ def test_a_response_arrives_in_one_packet(gunicorn):
         client.sendall(HEALTHZ)
         assert read_response(client).startswith(b"HTTP/1.1 200")
         assert data_segments_received(client) == 1  # head and body, not one each
+
+
+def test_a_client_that_expects_100_continue_gets_it_at_once(gunicorn, make_token):
+    """curl sends `Expect: 100-continue` with larger bodies and holds the body back
+    until the server says go (or a second passes): a corked 100 would wait 200 ms."""
+    body = b'{"title": "Expecting"}'
+    head = (
+        b"POST /api/florent/conversations HTTP/1.1\r\nHost: florent.test\r\n"
+        b"Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % (make_token().encode(), len(body))
+    )
+    with socket.create_connection(("127.0.0.1", gunicorn), timeout=5) as client:
+        client.sendall(head)
+        started = time.monotonic()
+        assert client.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        assert time.monotonic() - started < 0.15
+        client.sendall(body)
+        assert b"HTTP/1.1 201" in read_response(client)
 
 
 def test_a_worker_does_not_wait_for_a_client_to_hang_up(gunicorn):
