@@ -5,35 +5,43 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from flask import Flask, request
+from flask import Flask
 
 from .admin import init_admin
-from .api import bp as api_bp
+from .api import init_api
 from .assistant import init_assistant
-from .auth import Authenticator, DevSigningKey, authenticate_request, init_auth
+from .auth import EXTENSION as AUTH_EXTENSION
+from .auth import Authenticator
+from .auth.sessions import DevSigningKey, SessionTokens
 from .cli import register_cli
 from .config import Settings, read_settings, sqlalchemy_url
 from .database import database_config, init_database
+from .devdb import EmbeddedPostgres
 from .errors import register_error_handlers
 from .extensions import db, migrate
-from .limits import init_limits
+from .limits import Throttle
 from .observability import init_observability
 from .openapi import bp as openapi_bp
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+ROOT = Path(__file__).resolve().parent.parent
 MAX_BODY_BYTES = 1024 * 1024
 
 
 def create_app(settings: Settings | None = None, *, instance_path: str | None = None) -> Flask:
-    """Build the app: config, extensions, auth, limits, blueprints, errors, admin, cli."""
+    """Build the app: config, extensions, auth, API, errors, admin, cli."""
     settings = settings or read_settings()
-    app = Flask(__name__, template_folder=str(TEMPLATES), instance_path=instance_path)
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), instance_path=instance_path)
+    embedded = None
+    if settings.database_url is None:  # development only: production refuses to start
+        embedded = EmbeddedPostgres(Path(app.instance_path) / "postgres", "florent")
     app.config.update(
         SECRET_KEY=settings.secret_key or _development_secret(app),
         FLORENT_ENV=settings.env,
         FLORENT_MODEL=settings.model,
-        **database_config(sqlalchemy_url(_database_url(app, settings))),
+        **database_config(
+            embedded.placeholder_url if embedded else sqlalchemy_url(settings.database_url),
+            settings,
+        ),
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         RATELIMIT_ENABLED=settings.rate_limit_enabled,
         RATELIMIT_STORAGE_URI=settings.rate_limit_storage_uri,
@@ -43,48 +51,36 @@ def create_app(settings: Settings | None = None, *, instance_path: str | None = 
 
     db.init_app(app)
     init_database(app)
-    migrate.init_app(app, db, directory=str(MIGRATIONS))
+    if embedded:
+        with app.app_context():
+            embedded.attach(db.engine)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
 
     init_observability(app)
-    init_auth(
-        app,
-        Authenticator(
+    app.extensions[AUTH_EXTENSION] = Authenticator(
+        SessionTokens(
             jwks_url=settings.jwks_url,
             issuer=settings.issuer,
             audience=settings.audience,
             # Only development trusts a key of its own; production trusts only the JWKS.
             dev_key=None if settings.is_production else _dev_signing_key(app),
         ),
+        failures=Throttle.from_uri(settings.rate_limit_storage_uri, settings.auth_failure_limit)
+        if settings.rate_limit_enabled
+        else None,
     )
     init_assistant(app, settings)
-    # Authenticate before the rate limiter runs, so limits are per caller.
-    app.before_request(_authenticate_api_request)
-    app.register_blueprint(api_bp)
+    init_api(app)
     app.register_blueprint(openapi_bp)
-    init_limits(app, api_blueprint_name=api_bp.name)
 
     register_error_handlers(app)
-    init_admin(app)
+    init_admin(app, throttle_storage_uri=settings.rate_limit_storage_uri)
     register_cli(app)
     return app
 
 
-def _authenticate_api_request() -> None:
-    if request.blueprint == api_bp.name:
-        authenticate_request()
-
-
 def _dev_signing_key(app: Flask) -> DevSigningKey:
     return DevSigningKey(Path(app.instance_path) / "dev-jwt-key.pem")
-
-
-def _database_url(app: Flask, settings: Settings) -> str:
-    if settings.database_url:
-        return settings.database_url
-    # Development only (production refuses to start without DATABASE_URL).
-    from .devdb import start_embedded_postgres
-
-    return start_embedded_postgres(Path(app.instance_path) / "postgres", "florent")
 
 
 def _development_secret(app: Flask) -> str:

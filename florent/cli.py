@@ -6,9 +6,11 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from . import apikeys, idempotency, staff
+from .auth import apikeys
+from .conversations import idempotency
+from .conversations.schemas import format_timestamp
 from .models import STAFF_ROLES
-from .schemas import format_timestamp
+from .staff import accounts as staff
 
 api_keys_cli = AppGroup("api-keys", help="Issue, list and revoke organization API keys.")
 
@@ -64,7 +66,7 @@ staff_cli = AppGroup("staff", help="Manage staff accounts for the admin at /admi
 @click.option("--role", type=click.Choice(STAFF_ROLES), required=True, help="What they may do.")
 @click.option(
     "--password",
-    prompt=True,
+    prompt=f"Password ({staff.MIN_PASSWORD_LENGTH} characters or more)",
     hide_input=True,
     confirmation_prompt=True,
     help="Prompted for when omitted, which is better: a command line stays in shell history.",
@@ -109,19 +111,25 @@ def deactivate_staff_command(email: str) -> None:
 @with_appcontext
 @click.option("--user", "user_id", required=True, help="The user id (the token's sub).")
 @click.option("--org", "org_id", required=True, help="The organization id (org_id).")
-@click.option("--ttl", default=3600 * 12, show_default=True, help="Lifetime in seconds.")
+@click.option(
+    "--ttl",
+    default=3600 * 12,
+    show_default=True,
+    type=click.IntRange(1, 24 * 3600),
+    help="Lifetime in seconds (a day at most, as for any session token).",
+)
 def dev_token(user_id: str, org_id: str, ttl: int) -> None:
     """Print a session JWT the development server accepts."""
-    authenticator = current_app.extensions["florent.auth"]
-    if authenticator.dev_key is None:
+    sessions = current_app.extensions["florent.auth"].sessions
+    if sessions.dev_key is None:
         raise click.ClickException("dev tokens are refused in production")
-    click.echo(authenticator.dev_key.sign(user_id, org_id, issuer=authenticator.issuer, ttl=ttl))
+    click.echo(sessions.dev_key.sign(user_id, org_id, issuer=sessions.issuer, ttl=ttl))
 
 
 @click.command("purge-idempotency-keys")
 @with_appcontext
 def purge_idempotency_keys() -> None:
-    """Delete Idempotency-Key records older than 24 hours (run it from cron)."""
+    """Delete Idempotency-Key records older than 24 hours (the service also does, as it goes)."""
     click.echo(f"Deleted {idempotency.purge_expired_keys()} expired idempotency keys.")
 
 

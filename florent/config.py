@@ -1,11 +1,12 @@
 """Settings read from the environment once, at start-up.
 
-A missing production setting stops the app with a message naming the variable,
-rather than letting it start half-configured.
+A missing or unsafe production setting stops the app with a message naming the
+variable, rather than letting it start half-configured.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -13,7 +14,6 @@ from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 WORKOS_JWKS_URL_TEMPLATE = "https://api.workos.com/sso/jwks/{client_id}"
-DEFAULT_MODEL = "florent-gpt-4"
 ENVIRONMENTS = ("development", "production")
 FALSE_WORDS = ("0", "false", "no", "off")
 N = TypeVar("N", int, float)
@@ -21,17 +21,6 @@ N = TypeVar("N", int, float)
 
 class ConfigError(RuntimeError):
     """The environment does not describe a service that can start."""
-
-
-DEFAULT_RATE_LIMIT = "100 per second;6000 per minute"
-
-# Florent's replies. A local model may take a while before its first token, hence the
-# generous read timeout (the longest wait for the next bytes, not for the whole reply).
-DEFAULT_LLM_CONNECT_TIMEOUT_S = 5.0
-DEFAULT_LLM_READ_TIMEOUT_S = 60.0
-DEFAULT_LLM_TURN_TIMEOUT_S = 180.0
-# About 12k tokens of history for most models: messages beyond it, oldest first, are left out.
-DEFAULT_LLM_HISTORY_CHARS = 48_000
 
 
 @dataclass(frozen=True)
@@ -42,21 +31,32 @@ class Settings:
     jwks_url: str | None
     issuer: str | None
     audience: str | None
-    model: str
+    model: str = "florent-gpt-4"
+    # Connections each process may hold: the pool, and how far past it a burst may go.
+    database_pool_size: int = 5
+    database_max_overflow: int = 10
     # Per-caller API limits, in Flask-Limiter's notation; generous by default.
-    rate_limit: str = DEFAULT_RATE_LIMIT
+    rate_limit: str = "100 per second;6000 per minute"
+    # Failed authentications allowed per client address (a flood of bad tokens).
+    auth_failure_limit: str = "30 per minute"
     rate_limit_enabled: bool = True
     # memory:// counts per process; give several instances one Redis (redis://...).
     rate_limit_storage_uri: str = "memory://"
+    # A conversation holds at most this many messages.
+    max_messages: int = 10_000
+    # Replies Florent may be generating at once for one caller.
+    max_replies_in_progress: int = 3
     # An OpenAI-compatible model server (".../v1"); None means Florent makes no replies.
     llm_base_url: str | None = None
     llm_api_key: str | None = None
-    llm_connect_timeout: float = DEFAULT_LLM_CONNECT_TIMEOUT_S
-    llm_read_timeout: float = DEFAULT_LLM_READ_TIMEOUT_S
+    # A local model may take a while before its first token: `read` is the longest wait
+    # for the next bytes (the first token included), not for the whole reply.
+    llm_connect_timeout: float = 5.0
+    llm_read_timeout: float = 60.0
     # The longest a whole reply may take; it also bounds how long a turn holds its conversation.
-    llm_turn_timeout: float = DEFAULT_LLM_TURN_TIMEOUT_S
-    # Budget of the history sent with each turn, in code points of message content.
-    llm_history_chars: int = DEFAULT_LLM_HISTORY_CHARS
+    llm_turn_timeout: float = 180.0
+    # History sent with each turn, in code points: about 12k tokens for most models.
+    llm_history_chars: int = 48_000
 
     @property
     def is_production(self) -> bool:
@@ -67,6 +67,9 @@ def read_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     def get(name: str) -> str | None:
         value = environ.get(name, "").strip()
         return value or None
+
+    def number(kind: type[N], name: str, field: str) -> N:
+        return _positive(kind, name, get(name), getattr(Settings, field))
 
     env = get("FLORENT_ENV") or "development"
     if env not in ENVIRONMENTS:
@@ -84,46 +87,55 @@ def read_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         jwks_url=jwks_url,
         issuer=get("WORKOS_ISSUER"),
         audience=get("WORKOS_AUDIENCE"),
-        model=get("FLORENT_MODEL") or DEFAULT_MODEL,
-        rate_limit=get("RATELIMIT_DEFAULT") or DEFAULT_RATE_LIMIT,
+        model=get("FLORENT_MODEL") or Settings.model,
+        database_pool_size=number(int, "DATABASE_POOL_SIZE", "database_pool_size"),
+        database_max_overflow=_count(get("DATABASE_MAX_OVERFLOW"), Settings.database_max_overflow),
+        rate_limit=get("RATELIMIT_DEFAULT") or Settings.rate_limit,
+        auth_failure_limit=get("RATELIMIT_AUTH_FAILURES") or Settings.auth_failure_limit,
         rate_limit_enabled=(get("RATELIMIT_ENABLED") or "true").lower() not in FALSE_WORDS,
         rate_limit_storage_uri=get("RATELIMIT_STORAGE_URI") or "memory://",
+        max_messages=number(int, "FLORENT_MAX_MESSAGES", "max_messages"),
+        max_replies_in_progress=number(
+            int, "FLORENT_MAX_REPLIES_IN_PROGRESS", "max_replies_in_progress"
+        ),
         llm_base_url=get("FLORENT_LLM_BASE_URL"),
         llm_api_key=get("FLORENT_LLM_API_KEY"),
-        llm_connect_timeout=_positive(
-            float, "FLORENT_LLM_CONNECT_TIMEOUT", get, DEFAULT_LLM_CONNECT_TIMEOUT_S
-        ),
-        llm_read_timeout=_positive(
-            float, "FLORENT_LLM_READ_TIMEOUT", get, DEFAULT_LLM_READ_TIMEOUT_S
-        ),
-        llm_turn_timeout=_positive(
-            float, "FLORENT_LLM_TURN_TIMEOUT", get, DEFAULT_LLM_TURN_TIMEOUT_S
-        ),
-        llm_history_chars=_positive(
-            int, "FLORENT_LLM_HISTORY_CHARS", get, DEFAULT_LLM_HISTORY_CHARS
-        ),
+        llm_connect_timeout=number(float, "FLORENT_LLM_CONNECT_TIMEOUT", "llm_connect_timeout"),
+        llm_read_timeout=number(float, "FLORENT_LLM_READ_TIMEOUT", "llm_read_timeout"),
+        llm_turn_timeout=number(float, "FLORENT_LLM_TURN_TIMEOUT", "llm_turn_timeout"),
+        llm_history_chars=number(int, "FLORENT_LLM_HISTORY_CHARS", "llm_history_chars"),
     )
-    if settings.is_production:
-        missing = [
-            name
-            for name, value in (
-                ("DATABASE_URL", settings.database_url),
-                ("SECRET_KEY", settings.secret_key),
-                ("WORKOS_JWKS_URL or WORKOS_CLIENT_ID", settings.jwks_url),
-            )
-            if value is None
-        ]
-        if missing:
-            raise ConfigError(f"production needs {', '.join(missing)} in the environment")
-    if jwks_url is not None and urlsplit(jwks_url).scheme not in ("http", "https"):
-        raise ConfigError("WORKOS_JWKS_URL must be an http(s) URL")
-    if settings.llm_base_url is not None and not _is_http_url(settings.llm_base_url):
-        raise ConfigError("FLORENT_LLM_BASE_URL must be an http(s) URL, e.g. http://host:8000/v1")
+    check(settings)
     return settings
 
 
-def _positive(kind: type[N], name: str, get: Callable[[str], str | None], default: N) -> N:
-    value = get(name)
+def check(settings: Settings) -> None:
+    """Refuse settings no service should start with; production refuses more."""
+    if settings.jwks_url is not None and not _is_http_url(settings.jwks_url):
+        raise ConfigError("WORKOS_JWKS_URL must be an http(s) URL")
+    if settings.llm_base_url is not None and not _is_http_url(settings.llm_base_url):
+        raise ConfigError("FLORENT_LLM_BASE_URL must be an http(s) URL, e.g. http://host:8000/v1")
+    if not settings.is_production:
+        return
+    missing = [
+        name
+        for name, value in (
+            ("DATABASE_URL", settings.database_url),
+            ("SECRET_KEY", settings.secret_key),
+            ("WORKOS_JWKS_URL or WORKOS_CLIENT_ID", settings.jwks_url),
+            ("WORKOS_ISSUER", settings.issuer),
+        )
+        if value is None
+    ]
+    if missing:
+        raise ConfigError(f"production needs {', '.join(missing)} in the environment")
+    jwks = urlsplit(settings.jwks_url)
+    if jwks.scheme != "https" and not _is_loopback(jwks.hostname):
+        # Keys fetched in the clear could be swapped by anyone on the path.
+        raise ConfigError("production needs an https:// WORKOS_JWKS_URL (loopback aside)")
+
+
+def _positive(kind: type[N], name: str, value: str | None, default: N) -> N:
     if value is None:
         return default
     try:
@@ -135,9 +147,27 @@ def _positive(kind: type[N], name: str, get: Callable[[str], str | None], defaul
     return number
 
 
+def _count(value: str | None, default: int) -> int:
+    """A whole number, zero allowed."""
+    if value is None:
+        return default
+    if not value.isdigit():
+        raise ConfigError(f"DATABASE_MAX_OVERFLOW must be a whole number, not {value!r}")
+    return int(value)
+
+
 def _is_http_url(url: str) -> bool:
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
 
 
 def sqlalchemy_url(database_url: str) -> str:
@@ -151,3 +181,6 @@ def sqlalchemy_url(database_url: str) -> str:
     if scheme not in ("postgres", "postgresql"):
         raise ConfigError("DATABASE_URL must be a postgresql:// URL")
     return urlunsplit(parts._replace(scheme="postgresql+psycopg"))
+
+
+Parse = Callable[[str], object]

@@ -1,13 +1,14 @@
-"""One JSON error shape for the whole API: {"error": code, "issues"?: [...]}.
+"""One JSON error shape for the whole API, {"error": code, "issues"?: [...]}, and the one
+place where domain errors become HTTP errors.
 
-Handlers live on the app, not a blueprint, so routing 404s and 405s under /api
-are JSON too.
+Handlers live on the app, not a blueprint, so routing 404s and 405s under /api are
+JSON too.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -48,16 +49,28 @@ class ApiError(Exception):
         code: str,
         issues: list[dict[str, Any]] | None = None,
         headers: Mapping[str, str] | None = None,
+        **extra: Any,
     ):
         super().__init__(code)
         self.status = status
         self.code = code
         self.issues = issues
         self.headers = dict(headers or {})
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.code}
+        if self.issues is not None:
+            body["issues"] = self.issues
+        return {**body, **self.extra}
 
 
 def issue(path: Iterable[str | int], code: str, message: str) -> dict[str, Any]:
     return {"path": list(path), "code": code, "message": message}
+
+
+def unavailable(retry_after: int = 1) -> ApiError:
+    return ApiError(503, "service_unavailable", headers={"Retry-After": str(retry_after)})
 
 
 def json_response(body: Any, status: int, headers: Mapping[str, str] | None = None) -> Response:
@@ -68,17 +81,40 @@ def json_response(body: Any, status: int, headers: Mapping[str, str] | None = No
 
 
 def error_response(error: ApiError) -> Response:
-    body: dict[str, Any] = {"error": error.code}
-    if error.issues is not None:
-        body["issues"] = error.issues
-    return json_response(body, error.status, error.headers)
+    return json_response(error.body(), error.status, error.headers)
 
 
-def _is_api_request() -> bool:
+def is_api_request() -> bool:
     return request.path == "/api" or request.path.startswith("/api/")
 
 
+def domain_errors() -> dict[type[Exception], Callable[[Any], ApiError]]:
+    """Each domain error, and what a client sees of it."""
+    # Imported here: the domain packages import this module for ApiError.
+    from .assistant.turns import AssistantUnavailable, TooManyReplies
+    from .conversations.schemas import message_schema
+    from .conversations.service import ConversationFull, ConversationNotFound, ReplyInProgress
+
+    return {
+        ConversationNotFound: lambda _: ApiError(404, "not_found"),
+        ConversationFull: lambda _: ApiError(409, "conversation_full"),
+        ReplyInProgress: lambda _: ApiError(409, "reply_in_progress"),
+        TooManyReplies: lambda error: ApiError(
+            429, "too_many_replies", headers={"Retry-After": str(error.retry_after)}
+        ),
+        # The person's message was stored before the model failed: say which it is.
+        AssistantUnavailable: lambda error: ApiError(
+            502,
+            "assistant_unavailable",
+            message=message_schema.dump(error.message) if error.message else None,
+        ),
+    }
+
+
 def register_error_handlers(app: Flask) -> None:
+    for error_class, to_api_error in domain_errors().items():
+        app.register_error_handler(error_class, _handler(to_api_error))
+
     @app.errorhandler(ApiError)
     def handle_api_error(error: ApiError) -> Response:
         db.session.rollback()
@@ -86,7 +122,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(error: HTTPException) -> Response | HTTPException:
-        if not _is_api_request():
+        if not is_api_request():
             return error
         if error.response is not None:  # built by us already (e.g. the rate limiter's 429)
             return error.response
@@ -107,9 +143,7 @@ def register_error_handlers(app: Flask) -> None:
             )
         if isinstance(error, OperationalError) or error.connection_invalidated:
             log.error("database unavailable: %s", error.orig.__class__.__name__)
-            return error_response(
-                ApiError(503, "service_unavailable", headers={"Retry-After": "1"})
-            )
+            return error_response(unavailable())
         log.exception("database error")
         return error_response(ApiError(500, "internal_error"))
 
@@ -117,12 +151,20 @@ def register_error_handlers(app: Flask) -> None:
     def handle_pool_timeout(error: PoolTimeoutError) -> Response:
         # Every connection is busy (PostgreSQL saturated or slow): shed load, fast.
         log.error("database connection pool exhausted")
-        return error_response(ApiError(503, "service_unavailable", headers={"Retry-After": "1"}))
+        return error_response(unavailable())
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception) -> Response | HTTPException:
         db.session.rollback()
         log.exception("unhandled error on %s %s", request.method, request.path)
-        if not _is_api_request():
+        if not is_api_request():
             return InternalServerError()
         return error_response(ApiError(500, "internal_error"))
+
+
+def _handler(to_api_error: Callable[[Any], ApiError]) -> Callable[[Exception], Response]:
+    def handle(error: Exception) -> Response:
+        db.session.rollback()
+        return error_response(to_api_error(error))
+
+    return handle

@@ -1,7 +1,11 @@
-"""Extensions, created unbound and initialised in the app factory."""
+"""Every extension, created unbound; create_app() binds each to the app."""
 
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -19,5 +23,10 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-db = SQLAlchemy(model_class=Base)
+# Use cases hand out rows they have just committed: keep them readable after commit.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
+# API limits are keyed per caller where they are declared (florent.limits).
+limiter = Limiter(key_func=get_remote_address)
+csrf = CSRFProtect()
+login_manager = LoginManager()

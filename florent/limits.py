@@ -1,46 +1,99 @@
-"""Per-caller rate limits on the API (Flask-Limiter).
+"""Rate limits: per caller on the API (Flask-Limiter), and throttles on failures
+(failed authentications, failed staff sign-ins) with the `limits` library underneath it.
 
-The limiter runs after authentication, so a limit follows the caller (organization,
-user id) across tokens and processes, not an IP address shared by a whole office.
+Both count in the storage RATELIMIT_STORAGE_URI names: memory (per process) or Redis
+(shared by every process and instance). A storage that is down fails open: requests
+go through and the error is logged, until it is back.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
-from flask import Flask, Response, current_app, g, request
-from flask_limiter import Limiter, RequestLimit
+from flask import Blueprint, Flask, Response, current_app, g, request
+from flask_limiter import RequestLimit
+from limits import RateLimitItem, parse_many
+from limits.storage import Storage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
 
 from .errors import json_response
+from .extensions import limiter
+
+log = logging.getLogger(__name__)
 
 
 def caller_key() -> str:
+    """Limits follow the caller (organization, user id), not an address an office shares."""
     caller = g.get("caller")
     if caller is None:
         return f"ip:{request.remote_addr}"
     return f"caller:{caller.org_id}:{caller.user_id}"
 
 
+def retry_after(reset_at: float) -> int:
+    return max(1, math.ceil(reset_at - time.time()))
+
+
+def _rate_limited(limit: RequestLimit) -> Response:
+    return json_response(
+        {"error": "rate_limited"}, 429, {"Retry-After": str(retry_after(limit.reset_at))}
+    )
+
+
 def _api_limit() -> str:
     return current_app.config["RATELIMIT_API"]
 
 
-def _rate_limited(limit: RequestLimit) -> Response:
-    retry_after = max(1, math.ceil(limit.reset_at - time.time()))
-    return json_response({"error": "rate_limited"}, 429, {"Retry-After": str(retry_after)})
-
-
-limiter = Limiter(
-    key_func=caller_key,
-    on_breach=_rate_limited,
-    # A rate-limit store that is down must not take the API down with it.
-    swallow_errors=True,
-    in_memory_fallback_enabled=True,
-)
-
-
-def init_limits(app: Flask, *, api_blueprint_name: str) -> None:
-    """Call after authentication's before_request is registered: limits need the caller."""
+def init_limits(app: Flask, api: Blueprint) -> None:
+    """Per-caller limits on every API view; call after authentication is registered."""
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)  # a store that is down fails open
     limiter.init_app(app)
-    limiter.limit(_api_limit)(app.blueprints[api_blueprint_name])
+    limiter.limit(_api_limit, key_func=caller_key, on_breach=_rate_limited)(api)
+
+
+class Throttle:
+    """At most `limits` failures per key (e.g. "5 per 15 minutes"), in a moving window."""
+
+    def __init__(self, storage: Storage, limits: str):
+        self.items: list[RateLimitItem] = parse_many(limits)
+        self.storage = storage
+        self.limiter = MovingWindowRateLimiter(storage)
+
+    @classmethod
+    def from_uri(cls, uri: str, limits: str) -> Throttle:
+        return cls(storage_from_string(uri), limits)
+
+    def wait(self, key: str) -> int:
+        """Seconds until `key` may try again; 0 when it may now."""
+        try:
+            return max(
+                (
+                    retry_after(self.limiter.get_window_stats(item, key).reset_time)
+                    for item in self.items
+                    if not self.limiter.test(item, key)
+                ),
+                default=0,
+            )
+        except Exception:
+            log.exception("throttle storage unavailable: letting the attempt through")
+            return 0
+
+    def record_failure(self, key: str) -> int:
+        """Count a failure; the seconds to wait when `key` is now over its limit, else 0."""
+        try:
+            over = [item for item in self.items if not self.limiter.hit(item, key)]
+            if not over:
+                return 0
+            return max(retry_after(self.limiter.get_window_stats(i, key).reset_time) for i in over)
+        except Exception:
+            log.exception("throttle storage unavailable: failure not counted")
+            return 0
+
+    def reset(self, key: str) -> None:
+        try:
+            for item in self.items:
+                self.limiter.clear(item, key)
+        except Exception:
+            log.exception("throttle storage unavailable: failures not cleared")

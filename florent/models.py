@@ -1,10 +1,20 @@
-"""The stored domain: conversations and the organization API keys that may own them."""
+"""The stored domain, as typed SQLAlchemy 2 models (one module, so Alembic sees them all)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, LargeBinary, String, Text, text
+from sqlalchemy import (
+    CheckConstraint,
+    Computed,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
@@ -16,6 +26,13 @@ NOW_MS = text("date_trunc('milliseconds', now())")
 OBJECT_ID_CHECK = "id ~ '^[0-9a-f]{24}$'"
 # Every plaintext API key starts with this, so secret scanners and people can spot one.
 API_KEY_SCHEME = "flk_"
+# The user id an API key acts as; a session token's `sub` may never start with it.
+API_KEY_IDENTITY_PREFIX = "apikey_"
+STAFF_ROLES = ("viewer", "admin")
+
+
+def timestamp(**kwargs) -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), **kwargs)
 
 
 class Conversation(db.Model):
@@ -29,25 +46,31 @@ class Conversation(db.Model):
     user_display: Mapped[str | None] = mapped_column(String(200))
     timezone: Mapped[str | None] = mapped_column(String(100))
     message_count: Mapped[int] = mapped_column(server_default=text("0"))
-    last_message_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW_MS)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW_MS)
+    last_message_at: Mapped[datetime | None] = timestamp()
+    created_at: Mapped[datetime] = timestamp(server_default=NOW_MS)
+    updated_at: Mapped[datetime] = timestamp(server_default=NOW_MS)
     # Set while Florent is generating a reply: one turn at a time per conversation. A turn
     # that died without clearing it (a killed worker) stops counting once it is stale.
-    reply_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reply_started_at: Mapped[datetime | None] = timestamp()
 
     __table_args__ = (
         CheckConstraint(OBJECT_ID_CHECK, name="id_is_object_id"),
         CheckConstraint("char_length(title) BETWEEN 1 AND 120", name="title_length"),
         CheckConstraint("message_count >= 0", name="message_count_not_negative"),
-        # Serves "this caller's conversations, most recently updated first" and its
-        # keyset pagination on (updated_at, id).
+        # "This caller's conversations, most recently updated first", keyset-paginated.
         Index(
             "ix_conversations_owner_recent",
             "org_id",
             "user_id",
             text("updated_at DESC"),
             text("id DESC"),
+        ),
+        # A caller's replies in progress, counted before each new turn.
+        Index(
+            "ix_conversations_owner_replying",
+            "org_id",
+            "user_id",
+            postgresql_where=text("reply_started_at IS NOT NULL"),
         ),
     )
 
@@ -61,12 +84,15 @@ class Message(db.Model):
     )
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW_MS)
+    # Kept beside the content so that summing the history's length never reads (and
+    # decompresses) the contents themselves.
+    content_chars: Mapped[int] = mapped_column(Computed("char_length(content)", persisted=True))
+    created_at: Mapped[datetime] = timestamp(server_default=NOW_MS)
 
     __table_args__ = (
         CheckConstraint(OBJECT_ID_CHECK, name="id_is_object_id"),
         CheckConstraint("role IN ('user', 'assistant')", name="role_known"),
-        # A conversation's messages, oldest first; also serves the cascade on delete.
+        # A conversation's messages in order, walked from either end; serves the cascade.
         Index("ix_messages_conversation_order", "conversation_id", "created_at", "id"),
     )
 
@@ -84,9 +110,9 @@ class ApiKey(db.Model):
     org_id: Mapped[str] = mapped_column(String(255), index=True)
     name: Mapped[str] = mapped_column(String(100))
     secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW_MS)
-    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = timestamp(server_default=NOW_MS)
+    last_used_at: Mapped[datetime | None] = timestamp()
+    revoked_at: Mapped[datetime | None] = timestamp()
 
     __table_args__ = (CheckConstraint(OBJECT_ID_CHECK, name="id_is_object_id"),)
 
@@ -102,10 +128,7 @@ class ApiKey(db.Model):
 
 
 def api_key_user_id(key_id: str) -> str:
-    return f"apikey_{key_id}"
-
-
-STAFF_ROLES = ("viewer", "admin")
+    return f"{API_KEY_IDENTITY_PREFIX}{key_id}"
 
 
 class Staff(db.Model):
@@ -121,8 +144,11 @@ class Staff(db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(server_default=text("true"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW_MS)
-    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Part of every session cookie; bumped on sign-out and deactivation, which ends
+    # every session issued before, copies of the cookie included.
+    session_version: Mapped[int] = mapped_column(server_default=text("1"))
+    created_at: Mapped[datetime] = timestamp(server_default=NOW_MS)
+    last_login_at: Mapped[datetime | None] = timestamp()
 
     __table_args__ = (
         CheckConstraint(OBJECT_ID_CHECK, name="id_is_object_id"),
@@ -135,7 +161,7 @@ class IdempotencyKey(db.Model):
     """A create request made with an `Idempotency-Key`, and the response it got.
 
     Kept for 24 hours so a retry replays the original response instead of creating
-    a second conversation.
+    a second conversation; deleted with its conversation.
     """
 
     __tablename__ = "idempotency_keys"
@@ -145,9 +171,12 @@ class IdempotencyKey(db.Model):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     # SHA-256 of the validated request, to tell a retry from a different request.
     request_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    conversation_id: Mapped[str | None] = mapped_column(
+        String(24), ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
     response_status: Mapped[int | None]
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW_MS)
+    created_at: Mapped[datetime] = timestamp(server_default=NOW_MS)
 
     # Serves the purge of expired keys.
     __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)

@@ -13,7 +13,7 @@ import orjson
 from flask import Blueprint, Flask, Response, g, request
 from sqlalchemy import text
 
-from .errors import ApiError, json_response
+from .errors import json_response, unavailable
 from .extensions import db
 
 access_log = logging.getLogger("florent.access")
@@ -50,6 +50,13 @@ class JsonFormatter(logging.Formatter):
         return self._second_text
 
 
+class WithoutRequestLines(logging.Filter):
+    """Drops the development server's own line per request: the access line says more."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.args and isinstance(record.msg, str) and record.msg.startswith('"%s"'))
+
+
 def configure_logging() -> None:
     root = logging.getLogger()
     if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
@@ -58,6 +65,7 @@ def configure_logging() -> None:
     handler.setFormatter(JsonFormatter())
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    logging.getLogger("werkzeug").addFilter(WithoutRequestLines())
 
 
 def _start_request() -> None:
@@ -114,7 +122,7 @@ def readyz() -> Response:
         db.session.execute(text("SELECT 1"))
     except Exception:
         db.session.rollback()
-        raise ApiError(503, "service_unavailable", headers={"Retry-After": "1"}) from None
+        raise unavailable() from None
     db.session.rollback()
     return json_response({"status": "ready"}, 200)
 

@@ -82,9 +82,9 @@ def main() -> None:
 
     env, key = production_env(ROOT / "instance")
     env["GUNICORN_BIND"] = f"127.0.0.1:{args.port}"
-    token = key.sign("user_local", "org_local", issuer=ISSUER, ttl=7 * 24 * 3600)
+    token = key.sign("user_local", "org_local", issuer=ISSUER, ttl=24 * 3600)
     print(f"\nFlorent (production mode) on http://127.0.0.1:{args.port}")
-    print("A token for user_local in org_local, valid 7 days:")
+    print("A token for user_local in org_local, valid 24 hours:")
     print(f"  TOKEN={token}")
     print(
         f"  curl -i -X POST http://127.0.0.1:{args.port}/api/florent/conversations "

@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from psycopg import sql
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from florent import create_app
 from florent.config import Settings
@@ -73,6 +74,23 @@ def fresh_database(server_url: str, name: str) -> str:
 @pytest.fixture(scope="session")
 def database_url(server_url: str) -> str:
     return fresh_database(server_url, TEST_DATABASE)
+
+
+@contextmanager
+def recorded_statements(app: Flask) -> Iterator[list[tuple[str, Any]]]:
+    """Every statement SQLAlchemy sends to PostgreSQL meanwhile, with its parameters."""
+    statements: list[tuple[str, Any]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 # -- A JWKS over real HTTP ----------------------------------------------------
@@ -177,11 +195,13 @@ def app(database_url: str, jwks_server: JwksServer, instance_path: Path) -> Iter
 
 @pytest.fixture(autouse=True)
 def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Every test starts from empty tables (the schema stays)."""
+    """Every test starts from empty tables (the schema stays) and fresh throttles."""
     yield
     if "app" not in request.fixturenames:
         return
     app: Flask = request.getfixturevalue("app")
+    app.extensions["florent.auth"].failures.storage.reset()
+    app.extensions["florent.signin_throttle"].storage.reset()
     with app.app_context():
         tables = ", ".join(t.name for t in reversed(db.metadata.sorted_tables))
         db.session.execute(text(f"TRUNCATE {tables} CASCADE"))
@@ -262,7 +282,7 @@ def alice_elsewhere(make_token: TokenFactory) -> dict[str, str]:
 @pytest.fixture
 def api_key(app: Flask) -> tuple[str, str]:
     """(key id, plaintext) of an API key of org_01ACME."""
-    from florent.apikeys import issue_api_key
+    from florent.auth.apikeys import issue_api_key
 
     with app.app_context():
         key, plaintext = issue_api_key("org_01ACME", "CI robot")

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-from florent.auth import API_KEY_PATTERN
+from florent.auth.apikeys import API_KEY_PATTERN
 
 URL = "/api/florent/conversations"
 # A conversation's fields in the seed's order (its OpenAPI `required` list).

@@ -15,8 +15,8 @@ import pytest
 from flask import Flask
 from playwright.sync_api import Browser, Page, expect
 
-from florent import staff
-from florent.apikeys import issue_api_key
+from florent.auth.apikeys import issue_api_key
+from florent.staff import accounts as staff
 
 from .browser import ARTIFACTS, chromium
 from .factories import api_key_secret

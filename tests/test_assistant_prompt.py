@@ -8,16 +8,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from florent.assistant import (
-    AssistantUnavailable,
-    ModelServer,
+from florent.assistant.model_server import ModelServer, ModelServerError, sse_data
+from florent.assistant.prompt import (
     build_prompt,
-    sse_data,
+    starting_with_the_person,
     system_message,
-    trim_history,
+    title_from_message,
 )
+from florent.assistant.turns import Limits
 from florent.config import ConfigError, read_settings
-from florent.conversations import title_from_message
 
 NOW = datetime(2026, 11, 27, 4, 40, 14, tzinfo=UTC)
 
@@ -69,7 +68,7 @@ def test_the_prompt_is_the_system_message_then_the_history_oldest_first():
     conversation = SimpleNamespace(user_display="Bob", timezone="Europe/Paris")
     history = [message("user", "one"), message("assistant", "two"), message("user", "three")]
 
-    prompt = build_prompt(conversation, history, now=NOW, history_chars=1000)
+    prompt = build_prompt(conversation, history, now=NOW)
 
     assert prompt[0] == {"role": "system", "content": system_message("Bob", "Europe/Paris", NOW)}
     assert prompt[1:] == [
@@ -79,41 +78,25 @@ def test_the_prompt_is_the_system_message_then_the_history_oldest_first():
     ]
 
 
-# -- Trimming the history -----------------------------------------------------------
+# -- The history sent ------------------------------------------------------------------
 
 
 def contents(messages) -> list[str]:
     return [m.content for m in messages]
 
 
-HISTORY = [
-    message("user", "u1" * 5),
-    message("assistant", "a1" * 5),
-    message("user", "u2" * 5),
-    message("assistant", "a2" * 5),
-    message("user", "u3" * 5),
-]
-
-
 @pytest.mark.parametrize(
-    ("budget", "kept"),
+    ("roles", "kept"),
     [
-        (50, ["u1", "a1", "u2", "a2", "u3"]),
-        (49, ["u2", "a2", "u3"]),  # a1 would open the history without its question
-        (30, ["u2", "a2", "u3"]),
-        (29, ["u3"]),
-        (10, ["u3"]),
-        (1, ["u3"]),  # the person's new message is always sent, whatever its length
+        ("user assistant user", "user assistant user"),
+        ("assistant user assistant user", "user assistant user"),
+        ("assistant assistant user", "user"),
+        ("assistant", "assistant"),  # never an empty history
     ],
 )
-def test_the_oldest_messages_go_first_when_over_budget(budget, kept):
-    assert [c[:2] for c in contents(trim_history(HISTORY, budget))] == kept
-
-
-def test_budget_counts_code_points():
-    history = [message("user", "🙂" * 10), message("assistant", "é" * 10), message("user", "x")]
-    assert contents(trim_history(history, 21)) == contents(history)
-    assert contents(trim_history(history, 20)) == ["x"]
+def test_the_history_starts_with_the_person(roles, kept):
+    history = [message(role, str(n)) for n, role in enumerate(roles.split())]
+    assert " ".join(m.role for m in starting_with_the_person(history)) == kept
 
 
 # -- Reading server-sent events -----------------------------------------------------
@@ -136,13 +119,13 @@ def test_sse_data_joins_data_lines_and_skips_comments_and_other_fields():
 
 
 def test_stream_reply_rejects_what_is_not_a_chunk():
-    from florent.assistant import _chunk_parts
+    from florent.assistant.model_server import _chunk_parts
 
-    with pytest.raises(AssistantUnavailable):
+    with pytest.raises(ModelServerError):
         list(_chunk_parts("not json"))
-    with pytest.raises(AssistantUnavailable):
+    with pytest.raises(ModelServerError):
         list(_chunk_parts("[1, 2]"))
-    with pytest.raises(AssistantUnavailable):
+    with pytest.raises(ModelServerError):
         list(_chunk_parts('{"error": {"message": "overloaded"}}'))
     assert list(_chunk_parts('{"choices": [{"index": 0, "delta": {"role": "assistant"}}]}')) == [
         ("", None)
@@ -171,7 +154,7 @@ def test_stream_reply_rejects_what_is_not_a_chunk():
     ],
 )
 def test_a_title_is_the_first_non_blank_line_trimmed_to_120_code_points(content, title):
-    assert title_from_message(content) == title
+    assert title_from_message(content, 120) == title
 
 
 # -- Settings -----------------------------------------------------------------------
@@ -201,7 +184,7 @@ def test_model_server_settings_come_from_the_environment():
     try:
         assert server.url == "http://127.0.0.1:8080/v1/chat/completions"
         # A turn's slot outlasts the longest live turn.
-        assert server.stale_after.total_seconds() > 90 + 20 + 1.5
+        assert Limits.from_settings(settings).stale_after.total_seconds() > 90 + 20 + 1.5
     finally:
         server.close()
 

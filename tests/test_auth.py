@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import select
 
-from florent.apikeys import revoke_api_key
+from florent.auth.apikeys import revoke_api_key
 from florent.extensions import db
 from florent.models import ApiKey
 
@@ -204,7 +204,7 @@ def test_key_rotation_is_picked_up_by_refetch(make_app, make_token):
         )
         server.keys.append(new)  # rotated after our first fetch
         # Pretend the refetch cooldown (30 s after any fetch) has passed.
-        app.extensions["florent.auth"].jwks._last_successful_fetch -= 31
+        app.extensions["florent.auth"].sessions.jwks._last_successful_fetch -= 31
         response = client.post(URL, headers=bearer(make_token(key=new.private_key, kid="new")))
         assert response.status_code == 201
     finally:
@@ -285,12 +285,12 @@ def test_audience_is_checked_when_configured(make_app, make_token, jwks_server):
 
 def test_production_does_not_trust_the_development_key(make_app, jwks_server):
     dev_app = make_app(jwks_server.url)
-    auth = dev_app.extensions["florent.auth"]
+    auth = dev_app.extensions["florent.auth"].sessions
     token = auth.dev_key.sign("user_01DEV", "org_01DEV", issuer=auth.issuer)
     assert dev_app.test_client().post(URL, headers=bearer(token)).status_code == 201
 
     prod = make_app(jwks_server.url, env="production")
-    assert prod.extensions["florent.auth"].dev_key is None
+    assert prod.extensions["florent.auth"].sessions.dev_key is None
     assert_unauthorized(prod.test_client().post(URL, headers=bearer(token)))
 
 

@@ -20,7 +20,8 @@ def test_get_returns_the_conversation_and_its_messages_oldest_first(client, alic
 
     assert response.status_code == 200
     body = response.get_json()
-    assert set(body) == {"conversation", "messages"}
+    assert set(body) == {"conversation", "messages", "olderMessagesCursor"}
+    assert body["olderMessagesCursor"] is None
     assert body["conversation"]["_id"] == conversation["_id"]
     assert body["conversation"]["messageCount"] == 3
     assert [m["content"] for m in body["messages"]] == ["first", "second", "third"]
@@ -33,7 +34,7 @@ def test_get_returns_the_conversation_and_its_messages_oldest_first(client, alic
 def test_get_of_an_empty_conversation_has_no_messages(client, alice):
     conversation = create_conversation(client, alice)
     body = client.get(f"{URL}/{conversation['_id']}", headers=alice).get_json()
-    assert body == {"conversation": conversation, "messages": []}
+    assert body == {"conversation": conversation, "messages": [], "olderMessagesCursor": None}
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ def test_location_is_the_url_of_the_new_conversation(app, client, alice, base_ur
     response = client.post(URL, json={}, headers=alice, base_url=base_url)
     conversation_id = response.get_json()["conversation"]["_id"]
     with app.test_request_context(base_url=base_url):
-        expected = url_for("api.get_conversation", conversation_id=conversation_id)
+        expected = url_for("api.conversations.get_conversation", conversation_id=conversation_id)
     assert response.headers["Location"] == expected
     found = client.get(f"{URL}/{conversation_id}", headers=alice, base_url=base_url)
     assert found.status_code == 200

@@ -3,6 +3,7 @@ without a restart. Uses a PostgreSQL server of its own, stopped and started here
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import warnings
@@ -10,12 +11,11 @@ import warnings
 import psycopg
 import pytest
 from flask_migrate import upgrade
-from sqlalchemy import func, select, text
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
-from florent.database import DriverStatement, fetch
 from florent.extensions import db
-from florent.models import Conversation
+from florent.models import Conversation, Message
 
 URL = "/api/florent/conversations"
 
@@ -158,15 +158,32 @@ def test_connections_the_server_closed_are_replaced_without_a_failed_request(
     assert titles == ["second", "first"]
 
 
-def test_driver_statements_raise_sqlalchemy_errors_with_the_sqlstate(app):
+def test_statements_raise_sqlalchemy_errors_with_the_sqlstate(app):
     with app.app_context(), pytest.raises(DataError) as raised:
-        fetch(DriverStatement.of(text("SELECT 'x'::integer")), {})
+        db.session.execute(text("SELECT 'x'::integer"))
     assert raised.value.orig.sqlstate == "22P02"  # the 400 safety net reads this
 
 
-def test_a_connection_broken_under_a_driver_statement_is_not_pooled_again(app):
+def test_a_connection_broken_under_a_statement_is_not_pooled_again(app):
     with app.app_context():
         with pytest.raises(OperationalError) as raised:
-            fetch(DriverStatement.of(text("SELECT pg_terminate_backend(pg_backend_pid())")), {})
+            db.session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
         assert raised.value.connection_invalidated
-        assert fetch(DriverStatement.of(text("SELECT 1")), {}) == [(1,)]
+        db.session.rollback()
+        assert db.session.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_a_failed_statement_never_logs_its_values(app, caplog):
+    secret = "the-person-wrote-this-in-confidence"
+    with app.app_context():
+        with pytest.raises(IntegrityError) as raised:
+            db.session.execute(
+                insert(Message).values(
+                    id="f" * 24, conversation_id="0" * 24, role="user", content=secret
+                )
+            )
+        db.session.rollback()
+        logging.getLogger("florent.errors").exception("database error", exc_info=raised.value)
+    assert "hidden due to hide_parameters" in str(raised.value)
+    assert secret not in str(raised.value)
+    assert secret not in caplog.text and "database error" in caplog.text

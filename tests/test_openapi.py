@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from jsonschema import Draft202012Validator
 
-from .factories import CONVERSATION_FIELDS, URL, append_message, create_conversation
+from .factories import URL, append_message, create_conversation
 
 
 @pytest.fixture(scope="module")
@@ -28,34 +30,79 @@ def validate(document: dict[str, Any], path: str, method: str, response) -> None
     )
 
 
-def test_document_is_openapi_31_with_the_seed_components(document):
+SEED_PAGE = (
+    Path(__file__).resolve().parent.parent / "docs" / "seed" / "post-florent-conversations.md"
+)
+
+
+@pytest.fixture(scope="module")
+def seed() -> dict[str, Any]:
+    """The OpenAPI fragment of the seed page (the public reference of the create endpoint)."""
+    fragment = re.search(r"```yaml\n(.*?)```", SEED_PAGE.read_text(), re.S).group(1)
+    return yaml.safe_load(fragment)
+
+
+def without_order(schema: dict[str, Any]) -> dict[str, Any]:
+    """`required` is a set in JSON Schema: compare it as one."""
+    return {**schema, "required": sorted(schema.get("required", []))}
+
+
+@pytest.mark.parametrize(
+    "name", ["FlorentConversation", "FlorentConversationResponse", "ErrorResponse"]
+)
+def test_the_seed_components_are_kept_name_for_name_and_field_for_field(document, seed, name):
+    ours = document["components"]["schemas"][name]
+    assert without_order(ours) == without_order(seed["components"]["schemas"][name])
+
+
+def test_the_seed_operation_is_kept(document, seed):
     assert document["openapi"] == "3.1.0"
-    schemas = document["components"]["schemas"]
-    assert schemas["FlorentConversation"]["required"] == CONVERSATION_FIELDS
-    assert schemas["FlorentConversation"]["properties"]["lastMessageAt"] == {
-        "type": ["string", "null"]
+    assert document["servers"] == seed["servers"]
+    assert document["components"]["securitySchemes"] == seed["components"]["securitySchemes"]
+    theirs = seed["paths"]["/florent/conversations"]["post"]
+    ours = document["paths"]["/florent/conversations"]["post"]
+    for key in ("operationId", "summary", "tags"):
+        assert ours[key] == theirs[key]
+    assert ours["description"] == " ".join(theirs["description"].split())
+    assert ours["parameters"][0] == theirs["parameters"][0]
+    for status in ("201", "400", "401"):
+        assert ours["responses"][status]["content"] == theirs["responses"][status]["content"]
+        assert (
+            ours["responses"][status]["description"] == theirs["responses"][status]["description"]
+        )
+    body = ours["requestBody"]["content"]["application/json"]["schema"]
+    assert body["type"] == "object"
+    assert body["properties"] == {
+        "title": {"type": "string", "minLength": 1, "maxLength": 120},
+        "userDisplay": {"type": "string", "minLength": 0, "maxLength": 200},
+        "timezone": {"type": "string", "minLength": 0, "maxLength": 100},
     }
-    assert schemas["FlorentConversationResponse"]["required"] == ["conversation"]
-    assert schemas["ErrorResponse"]["required"] == ["error"]
-    create = document["paths"]["/florent/conversations"]["post"]
-    assert create["operationId"] == "post-florent-conversations"
-    assert create["responses"]["201"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/FlorentConversationResponse"
-    }
-    assert set(create["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {
-        "title",
-        "userDisplay",
-        "timezone",
-    }
-    operations = {(p, m) for p, item in document["paths"].items() for m in item}
-    assert operations == {
+    assert "Idempotency-Key" in {p["name"] for p in ours["parameters"]}
+
+
+def test_every_operation_is_documented_with_every_status_it_can_answer(document):
+    operations = {(p, m): op for p, item in document["paths"].items() for m, op in item.items()}
+    assert set(operations) == {
         ("/florent/conversations", "post"),
         ("/florent/conversations", "get"),
-        ("/florent/conversations/{id}", "get"),
-        ("/florent/conversations/{id}", "patch"),
-        ("/florent/conversations/{id}", "delete"),
-        ("/florent/conversations/{id}/messages", "post"),
+        ("/florent/conversations/{conversation_id}", "get"),
+        ("/florent/conversations/{conversation_id}", "patch"),
+        ("/florent/conversations/{conversation_id}", "delete"),
+        ("/florent/conversations/{conversation_id}/messages", "get"),
+        ("/florent/conversations/{conversation_id}/messages", "post"),
     }
+    for (path, method), operation in operations.items():
+        statuses = set(operation["responses"])
+        assert {"401", "405", "429", "503"} <= statuses, (path, method)
+        if "requestBody" in operation:
+            assert {"400", "413"} <= statuses, (path, method)
+        if "{conversation_id}" in path:
+            assert "404" in statuses, (path, method)
+        for status, response in operation["responses"].items():
+            if status >= "400":
+                assert response["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/ErrorResponse"
+                }
 
 
 def test_document_needs_no_token(client):
@@ -66,7 +113,7 @@ def test_real_responses_match_the_document(client, document, alice):
     create = client.post(URL, json={"title": "Spec"}, headers=alice)
     validate(document, "/florent/conversations", "post", create)
     conversation_id = create.get_json()["conversation"]["_id"]
-    item = "/florent/conversations/{id}"
+    item = "/florent/conversations/{conversation_id}"
 
     message = client.post(
         f"{URL}/{conversation_id}/messages", json={"content": "hi"}, headers=alice

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import text
 
 from florent.auth import Caller
-from florent.conversations import CONVERSATION_THEN_MESSAGES, PageCursor, _owned_by, page_query
 from florent.extensions import db
-from florent.models import Conversation
 
+from .conftest import recorded_statements
 from .factories import URL, create_conversation
 
 ALICE = Caller("org_01ACME", "user_01ALICE")
@@ -153,21 +151,22 @@ def test_another_callers_cursor_is_400(app, client, alice, bob, alice_elsewhere)
         assert response.get_json()["error"] == "invalid_query"
 
 
-def explain(app, caller: Caller, after: PageCursor | None) -> str:
-    """EXPLAIN the exact statement the list endpoint runs, with its bound parameters."""
-    return explain_statement(app, *page_query(caller, limit=31, after=after))
+def explain_request(app, client, caller, url: str) -> list[str]:
+    """EXPLAIN the SELECTs a request runs, exactly as SQLAlchemy sent them."""
+    with recorded_statements(app) as statements:
+        assert client.get(url, headers=caller).status_code == 200
+    selects = [(sql, params) for sql, params in statements if sql.lstrip().startswith("SELECT")]
+    return [explain(app, sql, params) for sql, params in selects]
 
 
-def explain_statement(app, statement, params: dict) -> str:
-    with app.app_context():
-        compiled = statement.compile(dialect=db.engine.dialect)
-        with db.engine.connect() as connection:
-            cursor = connection.connection.cursor()
-            cursor.execute(f"EXPLAIN {compiled}", compiled.construct_params(params))
-            return "\n".join(row[0] for row in cursor.fetchall())
+def explain(app, sql: str, params) -> str:
+    with app.app_context(), db.engine.connect() as connection:
+        cursor = connection.connection.cursor()
+        cursor.execute(f"EXPLAIN {sql}", params)
+        return "\n".join(row[0] for row in cursor.fetchall())
 
 
-def test_a_page_is_an_index_scan_without_a_sort_at_any_depth(app):
+def test_a_page_is_an_index_scan_without_a_sort_at_any_depth(app, client, alice):
     insert_conversations(app, 20_000, same_updated_at=False)
     with app.app_context():
         db.session.execute(
@@ -181,44 +180,22 @@ def test_a_page_is_an_index_scan_without_a_sort_at_any_depth(app):
         db.session.execute(text("ANALYZE conversations"))
         db.session.commit()
 
-    deep = PageCursor(datetime(2026, 1, 1, 0, 0, 5, tzinfo=UTC), "0" * 24)
-    for after in (None, deep):
-        plan = explain(app, ALICE, after)
+    first = client.get(URL + "?limit=30", headers=alice).get_json()
+    deep = walk_to_page(client, alice, 100)
+    for url in (URL + "?limit=30", f"{URL}?limit=30&cursor={first['nextCursor']}", deep):
+        (plan,) = explain_request(app, client, alice, url)
         assert "Index Scan using ix_conversations_owner_recent" in plan, plan
         assert "Sort" not in plan, plan
         # The cursor is an index condition, not a filter applied after reading rows.
-        if after is not None:
+        if "cursor" in url:
             index_condition = next(line for line in plan.splitlines() if "Index Cond:" in line)
             assert "ROW(updated_at" in index_condition, plan
             assert "Filter:" not in plan, plan
 
 
-def test_by_id_statements_use_the_primary_key_before_the_table_has_statistics(app):
-    """Until autovacuum first analyzes a table, PostgreSQL has no column statistics and
-    rated the owner index as good as the primary key for `id AND org AND user`: a get
-    or a rename then walked all of the caller's conversations to find one."""
-    insert_conversations(app, 6_000, same_updated_at=False)
-    conversation_id = "0" * 21 + "7d0"
-    with app.app_context():
-        db.session.execute(text("SELECT pg_clear_relation_stats('public', 'conversations')"))
-        for column in ("id", "org_id", "user_id"):
-            db.session.execute(
-                text("SELECT pg_clear_attribute_stats('public', 'conversations', :c, false)"),
-                {"c": column},
-            )
-        db.session.commit()
-    try:
-        get = explain_statement(
-            app,
-            CONVERSATION_THEN_MESSAGES,
-            {"conversation_id": conversation_id, "org_id": ALICE.org_id, "user_id": ALICE.user_id},
-        )
-        rename = update(Conversation).where(_owned_by(ALICE, conversation_id)).values(title="t")
-        rename_plan = explain_statement(app, rename, {})
-    finally:
-        with app.app_context():
-            db.session.execute(text("ANALYZE conversations"))
-            db.session.commit()
-    for plan in (get, rename_plan):
-        assert "Index Scan using pk_conversations on conversations" in plan, plan
-        assert "ix_conversations_owner_recent" not in plan, plan
+def walk_to_page(client, caller, pages: int) -> str:
+    cursor = None
+    for _ in range(pages):
+        query = "?limit=100" + (f"&cursor={cursor}" if cursor else "")
+        cursor = client.get(URL + query, headers=caller).get_json()["nextCursor"]
+    return f"{URL}?limit=30&cursor={cursor}"

@@ -6,9 +6,9 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from florent import staff
 from florent.extensions import db
 from florent.models import Staff
+from florent.staff import accounts as staff
 
 PASSWORD = "correct horse battery staple"
 
@@ -49,7 +49,10 @@ def test_create_prompts_for_the_password_twice(app, runner, cheap_hashes):
     )
 
     assert result.exit_code == 0, result.output
-    assert "Password:" in result.output and "Repeat for confirmation:" in result.output
+    assert (
+        "Password (12 characters or more):" in result.output
+        and "Repeat for confirmation:" in result.output
+    )
     assert PASSWORD not in result.output
     with app.app_context():
         assert staff.authenticate_staff("ada@florent.test", PASSWORD) is not None

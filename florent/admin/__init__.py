@@ -13,12 +13,11 @@ from flask import Flask
 from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
-from .. import staff
-from ..extensions import db
+from ..extensions import csrf, db, login_manager
 from ..models import ApiKey, Conversation, Message, Staff
 from . import security, signin, views
 from .security import ADMIN_URL, AdminOnlySessions, csp_nonce, secure_admin_response
-from .signin import auth, csrf, login_manager
+from .signin import SignInThrottle, auth
 from .views import (
     ApiKeyView,
     ConversationView,
@@ -31,7 +30,7 @@ from .views import (
 __all__ = ["init_admin", "security", "signin", "views"]
 
 
-def init_admin(app: Flask) -> None:
+def init_admin(app: Flask, *, throttle_storage_uri: str) -> None:
     """Register the staff login and the Flask-Admin views."""
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
@@ -43,9 +42,11 @@ def init_admin(app: Flask) -> None:
     app.session_interface = AdminOnlySessions()
     csrf.init_app(app)
     # The API authenticates every request with a bearer token, never a cookie.
-    csrf.exempt(app.blueprints["api"])
+    for name, blueprint in app.blueprints.items():
+        if name.split(".")[0] == "api":
+            csrf.exempt(blueprint)
     login_manager.init_app(app)
-    app.extensions["florent.login_throttle"] = staff.LoginThrottle()
+    app.extensions["florent.signin_throttle"] = SignInThrottle(throttle_storage_uri)
     app.register_blueprint(auth)
     app.add_template_filter(format_time, "admin_time")
     app.after_request(secure_admin_response)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,22 +17,25 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import AnonymousUserMixin, LoginManager, current_user, login_user, logout_user
+from flask_login import AnonymousUserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
-from flask_wtf.csrf import CSRFProtect
+from limits.storage import storage_from_string
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
-from .. import staff
+from ..extensions import login_manager
+from ..limits import Throttle
+from ..staff import accounts as staff
 from .security import ADMIN_URL, is_admin_path
 
-csrf = CSRFProtect()
-login_manager = LoginManager()
-
-# Failed sign-ins allowed per quarter-hour. An address may be shared by a whole office
-# (or be the proxy's, without ProxyFix), so it gets more room than one account does.
-FAILURES_PER_EMAIL = 5
-FAILURES_PER_ADDRESS = 20
+# Failed sign-ins allowed per quarter-hour: for one account from one address, and from
+# one address in all. A flood from one place locks out that place only: the account's
+# owner still signs in from anywhere else. An address may be a whole office's (or the
+# proxy's), so it gets more room than one account does.
+FAILURES_PER_ACCOUNT_AND_ADDRESS = "5 per 15 minutes"
+FAILURES_PER_ADDRESS = "20 per 15 minutes"
+# A session ends this long after sign-in, however active it has been.
+SESSION_LIFETIME_SECONDS = 12 * 3600
 INVALID_CREDENTIALS = "Invalid email or password."
 TOO_MANY_ATTEMPTS = "Too many failed sign-in attempts. Try again later."
 
@@ -48,9 +52,37 @@ login_manager.login_view = "staff_auth.login"
 
 
 @login_manager.user_loader
-def load_user(staff_id: str) -> staff.StaffUser | None:
-    # Read on every request, so a deactivated account is signed out at once.
-    return staff.load_staff_user(staff_id)
+def load_user(session_id: str) -> staff.StaffUser | None:
+    # Read on every request, so a deactivated or signed-out account is signed out at once.
+    if time.time() - session.get("signed_in_at", 0) > SESSION_LIFETIME_SECONDS:
+        return None
+    return staff.load_staff_user(session_id)
+
+
+class SignInThrottle:
+    """Failed sign-ins, counted in the rate limits' storage (shared when it is Redis)."""
+
+    def __init__(self, storage_uri: str):
+        self.storage = storage = storage_from_string(storage_uri)
+        self.per_account = Throttle(storage, FAILURES_PER_ACCOUNT_AND_ADDRESS)
+        self.per_address = Throttle(storage, FAILURES_PER_ADDRESS)
+
+    def keys(self, email: str, address: str | None) -> list[tuple[Throttle, str]]:
+        return [
+            (self.per_account, f"signin:{address}:{email}"),
+            (self.per_address, f"signin:{address}"),
+        ]
+
+    def wait(self, email: str, address: str | None) -> int:
+        return max(throttle.wait(key) for throttle, key in self.keys(email, address))
+
+    def record_failure(self, email: str, address: str | None) -> None:
+        for throttle, key in self.keys(email, address):
+            throttle.record_failure(key)
+
+    def reset(self, email: str, address: str | None) -> None:
+        throttle, key = self.keys(email, address)[0]
+        throttle.reset(key)
 
 
 def is_admin() -> bool:
@@ -76,7 +108,7 @@ class ConfirmForm(FlaskForm):
 def safe_next(target: str | None) -> str:
     """Where to go after signing in: only back into the admin on this site."""
     default = url_for("admin.index")
-    if not target or target.startswith("//") or "\\" in target:
+    if not target or target.startswith("//") or "\\" in target or not target.isprintable():
         return default
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not is_admin_path(parts.path):
@@ -95,30 +127,30 @@ def login() -> Any:
     if request.method == "POST":
         error, status = INVALID_CREDENTIALS, 401
         if form.validate():
-            email = staff.normalize_email(form.email.data)
-            throttle: staff.LoginThrottle = current_app.extensions["florent.login_throttle"]
-            keys = {
-                f"email:{email}": FAILURES_PER_EMAIL,
-                f"addr:{request.remote_addr}": FAILURES_PER_ADDRESS,
-            }
-            wait = throttle.retry_after(keys)
+            email, address = staff.normalize_email(form.email.data), request.remote_addr
+            throttle: SignInThrottle = current_app.extensions["florent.signin_throttle"]
+            wait = throttle.wait(email, address)
             user = None if wait else staff.authenticate_staff(email, form.password.data)
             if wait:
                 error, status, headers = TOO_MANY_ATTEMPTS, 429, {"Retry-After": str(wait)}
             elif user is None:
-                throttle.record_failure(*keys)
+                throttle.record_failure(email, address)
             else:
-                throttle.reset(f"email:{email}")
+                throttle.reset(email, address)
                 session.clear()  # no state from before sign-in carries over
                 login_user(user)
                 session.permanent = True
+                session["signed_in_at"] = int(time.time())
                 return redirect(next_url)
     return render_template("staff_admin/login.html", form=form, error=error), status, headers
 
 
 @auth.post("/logout")
 def logout() -> Any:
-    """Sign out (a POST, so another site cannot sign staff out)."""
+    """Sign out (a POST, so another site cannot sign staff out), ending every session of
+    the account, a copied cookie's included."""
+    if current_user.is_authenticated:
+        staff.end_sessions(current_user.id)
     logout_user()
     session.clear()
     flash("You are signed out.", "info")

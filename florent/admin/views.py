@@ -27,9 +27,10 @@ from sqlalchemy import func, select, text
 from wtforms import HiddenField, StringField
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from .. import apikeys, staff
+from ..auth import apikeys
 from ..extensions import db
 from ..models import ApiKey, Conversation, Message, Staff
+from ..staff import accounts as staff
 from .signin import ConfirmForm, is_admin
 
 # Above this many rows a table's size comes from PostgreSQL's statistics, not COUNT(*).

@@ -1,5 +1,4 @@
-"""Staff accounts for the admin at /admin: the use cases and the sign-in throttle
-(`flask staff ...` lives in cli.py).
+"""Staff accounts for the admin at /admin (`flask staff ...` lives in cli.py).
 
 Staff are people who browse the store; they are not API callers and never own
 conversations. Each service function is one transaction, committed here.
@@ -9,9 +8,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import threading
-import time
-from collections import deque
 from dataclasses import dataclass
 from functools import cache
 
@@ -19,8 +15,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .extensions import db
-from .models import STAFF_ROLES, Staff
+from ..extensions import db
+from ..models import STAFF_ROLES, Staff
 
 # werkzeug's scrypt (N=2**15, r=8, p=1): memory-hard, and no new dependency. The tests
 # lower the cost through this name, as Django's test settings swap in a fast hasher.
@@ -43,6 +39,7 @@ class StaffUser:
     id: str
     email: str
     role: str
+    session_version: int
 
     is_authenticated = True
     is_active = True
@@ -53,7 +50,9 @@ class StaffUser:
         return self.role == "admin"
 
     def get_id(self) -> str:
-        return self.id
+        """What the session cookie holds: the account and its session version, so that
+        bumping the version ends every session issued before."""
+        return f"{self.id}.{self.session_version}"
 
 
 def normalize_email(email: str) -> str:
@@ -97,11 +96,19 @@ def deactivate_staff(email: str) -> Staff | None:
     staff = db.session.scalar(
         update(Staff)
         .where(Staff.email == normalize_email(email))
-        .values(active=False)
+        .values(active=False, session_version=Staff.session_version + 1)
         .returning(Staff)
     )
     db.session.commit()
     return staff
+
+
+def end_sessions(staff_id: str) -> None:
+    """Sign the account out everywhere: every session cookie issued so far stops working."""
+    db.session.execute(
+        update(Staff).where(Staff.id == staff_id).values(session_version=Staff.session_version + 1)
+    )
+    db.session.commit()
 
 
 def authenticate_staff(email: str, password: str) -> StaffUser | None:
@@ -116,81 +123,25 @@ def authenticate_staff(email: str, password: str) -> StaffUser | None:
         db.session.rollback()
         return None
     staff.last_login_at = func.now()
-    user = StaffUser(id=staff.id, email=staff.email, role=staff.role)
+    user = StaffUser(staff.id, staff.email, staff.role, staff.session_version)
     db.session.commit()
     return user
 
 
-def load_staff_user(staff_id: str) -> StaffUser | None:
-    """The account behind a session, read on every request; None once deactivated."""
+def load_staff_user(session_id: str) -> StaffUser | None:
+    """The account behind a session, read on every request; None once deactivated or
+    signed out (the session's version is no longer the account's)."""
+    staff_id, _, version = session_id.partition(".")
+    if not version.isdigit():
+        return None
     row = db.session.execute(
-        select(Staff.id, Staff.email, Staff.role).where(Staff.id == staff_id, Staff.active)
+        select(Staff.id, Staff.email, Staff.role, Staff.session_version).where(
+            Staff.id == staff_id, Staff.active, Staff.session_version == int(version)
+        )
     ).first()
-    return StaffUser(id=row.id, email=row.email, role=row.role) if row else None
+    return StaffUser(*row) if row else None
 
 
 @cache
 def _dummy_hash(method: str) -> str:
     return generate_password_hash(secrets.token_urlsafe(16), method=method)
-
-
-# -- Throttling failed sign-ins -----------------------------------------------
-
-
-class LoginThrottle:
-    """Counts failed sign-ins per key (an email, a client address) over a sliding window.
-
-    The counts live in this process: each worker keeps its own and a restart forgets
-    them, so with N workers a guesser gets at most N times the allowance. That still
-    turns online guessing from millions of tries into a handful per quarter-hour; a
-    shared store (a PostgreSQL table, Redis) would make the limit exact.
-    """
-
-    def __init__(self, *, window_seconds: float = 15 * 60, max_keys: int = 100_000):
-        self.window_seconds = window_seconds
-        self.max_keys = max_keys
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def retry_after(self, limits: dict[str, int]) -> int:
-        """Seconds until every key is under its limit again; 0 when an attempt may go ahead."""
-        now = time.monotonic()
-        wait = 0.0
-        with self._lock:
-            for key, limit in limits.items():
-                failures = self._recent(key, now)
-                if len(failures) >= limit:
-                    wait = max(wait, failures[-limit] + self.window_seconds - now)
-        return int(wait) + 1 if wait else 0
-
-    def record_failure(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if len(self._failures) >= self.max_keys:
-                self._forget_oldest(now)
-            for key in keys:
-                self._failures.setdefault(key, deque(maxlen=100)).append(now)
-
-    def reset(self, *keys: str) -> None:
-        with self._lock:
-            for key in keys:
-                self._failures.pop(key, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._failures.clear()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        failures = self._failures.get(key, deque())
-        while failures and failures[0] <= now - self.window_seconds:
-            failures.popleft()
-        if not failures:
-            self._failures.pop(key, None)
-        return failures
-
-    def _forget_oldest(self, now: float) -> None:
-        """Bound memory under a flood of distinct keys: drop expired keys, then the oldest."""
-        for key in list(self._failures):
-            self._recent(key, now)
-        while len(self._failures) >= self.max_keys:
-            del self._failures[next(iter(self._failures))]

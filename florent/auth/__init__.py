@@ -1,0 +1,56 @@
+"""Who is calling: a bearer token (a WorkOS session JWT or an organization API key)
+becomes the request's caller, before any API view runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app, g, request
+
+from ..errors import ApiError, unavailable
+from ..limits import Throttle
+from .apikeys import API_KEY_SCHEME, api_key_caller
+from .caller import Caller, KeysUnavailable, current_caller, unauthorized
+from .sessions import SessionTokens
+
+__all__ = ["Authenticator", "Caller", "authenticate_request", "current_caller"]
+
+EXTENSION = "florent.auth"
+
+
+@dataclass(frozen=True)
+class Authenticator:
+    sessions: SessionTokens
+    # Failed authentications per client address; None when rate limits are off.
+    failures: Throttle | None
+
+    def caller(self, authorization: str | None) -> Caller:
+        if not authorization:
+            raise ApiError(
+                401, "unauthorized", headers={"WWW-Authenticate": 'Bearer realm="florent"'}
+            )
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise unauthorized("invalid_request")
+        if token.startswith(API_KEY_SCHEME):
+            return api_key_caller(token)
+        return self.sessions.caller(token)
+
+
+def authenticate_request() -> None:
+    """before_request for the API: the bearer token's caller, or 401 (429 once an address
+    has failed too often), or 503 when the identity provider's keys cannot be had."""
+    authenticator: Authenticator = current_app.extensions[EXTENSION]
+    try:
+        g.caller = authenticator.caller(request.headers.get("Authorization"))
+    except KeysUnavailable:
+        raise unavailable(retry_after=5) from None
+    except ApiError:
+        # Only failures count: people behind one address who authenticate are never
+        # limited together, however many bad tokens that address also sends.
+        if authenticator.failures is not None:
+            wait = authenticator.failures.record_failure(f"addr:{request.remote_addr}")
+            if wait:
+                raise ApiError(429, "rate_limited", headers={"Retry-After": str(wait)}) from None
+        raise

@@ -1,0 +1,111 @@
+"""Organization API keys: issued here, shown once, stored as a hash, revocable at once.
+
+A key acts as its own identity inside its organization (`apikey_<id>`). Each use case
+is one transaction, committed here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+
+from sqlalchemy import func, select, text, update
+
+from ..extensions import db
+from ..ids import is_object_id, new_object_id
+from ..models import API_KEY_SCHEME, ApiKey, api_key_user_id
+from .caller import Caller, unauthorized
+
+__all__ = ["API_KEY_PATTERN", "API_KEY_SCHEME", "issue_api_key", "list_api_keys"]
+
+API_KEY_PATTERN = re.compile(re.escape(API_KEY_SCHEME) + r"([0-9a-f]{24})_([A-Za-z0-9_-]{43})")
+# Use is recorded at most this often per key and process, not written on every request.
+LAST_USED_RESOLUTION_SECONDS = 60.0
+
+_last_used: dict[str, float] = {}
+_last_used_lock = threading.Lock()
+
+
+def hash_secret(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def plaintext_api_key(key_id: str, secret: str) -> str:
+    return f"{API_KEY_SCHEME}{key_id}_{secret}"
+
+
+def issue_api_key(org_id: str, name: str) -> tuple[ApiKey, str]:
+    """Create a key and return it with its plaintext, which is never available again."""
+    secret = secrets.token_urlsafe(32)  # 256 bits, 43 characters
+    key = ApiKey(id=new_object_id(), org_id=org_id, name=name, secret_hash=hash_secret(secret))
+    db.session.add(key)
+    db.session.commit()
+    return key, plaintext_api_key(key.id, secret)
+
+
+def list_api_keys(org_id: str | None = None) -> list[ApiKey]:
+    query = select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
+    if org_id is not None:
+        query = query.where(ApiKey.org_id == org_id)
+    return list(db.session.scalars(query))
+
+
+def revoke_api_key(id_or_plaintext: str) -> ApiKey | None:
+    """Revoke by key id or by the plaintext key; None when no such key exists."""
+    match = API_KEY_PATTERN.fullmatch(id_or_plaintext)
+    key_id = match.group(1) if match else id_or_plaintext
+    if not is_object_id(key_id):
+        return None
+    key = db.session.scalar(
+        update(ApiKey)
+        .where(ApiKey.id == key_id)
+        .values(revoked_at=func.coalesce(ApiKey.revoked_at, func.now()))
+        .returning(ApiKey)
+    )
+    db.session.commit()
+    return key
+
+
+def api_key_caller(token: str) -> Caller:
+    """The caller a plaintext key stands for; 401 unless it is a live key.
+
+    Read from PostgreSQL on every request, so a revoked key stops working at once on
+    every process and instance.
+    """
+    match = API_KEY_PATTERN.fullmatch(token)
+    if match is None:
+        raise unauthorized()
+    key_id, secret = match.groups()
+    row = db.session.execute(
+        select(ApiKey.org_id, ApiKey.secret_hash, ApiKey.revoked_at).where(ApiKey.id == key_id)
+    ).first()
+    db.session.rollback()  # the use case that follows runs in a transaction of its own
+    if row is None or not hmac.compare_digest(hash_secret(secret), row.secret_hash):
+        raise unauthorized()
+    if row.revoked_at is not None:
+        raise unauthorized()
+    _record_use(key_id)
+    return Caller(org_id=row.org_id, user_id=api_key_user_id(key_id), api_key_id=key_id)
+
+
+def _record_use(key_id: str) -> None:
+    """Record use at most once a minute per key per process, not a write per request."""
+    now = time.monotonic()
+    with _last_used_lock:
+        if now - _last_used.get(key_id, float("-inf")) < LAST_USED_RESOLUTION_SECONDS:
+            return
+        _last_used[key_id] = now
+    db.session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id)
+        .where(
+            ApiKey.last_used_at.is_(None)
+            | (ApiKey.last_used_at < func.now() - text("interval '60 seconds'"))
+        )
+        .values(last_used_at=func.now())
+    )
+    db.session.commit()

@@ -1,0 +1,1 @@
+"""Conversations and their messages: views, schemas, the service, cursors, idempotency."""

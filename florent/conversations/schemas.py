@@ -1,0 +1,200 @@
+"""The conversations API's contract: marshmallow schemas for every input and output.
+
+The OpenAPI document is generated from these (florent/openapi.py): the seed's
+components are `ConversationSchema`, `ConversationResponseSchema` and
+`ErrorResponseSchema`, kept field for field.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, fields
+
+from ..validation import InputSchema, Limit, Text
+
+TITLE_MAX_LENGTH = 120
+CONTENT_MAX_LENGTH = 32_000
+MESSAGES_PAGE_DEFAULT = 100
+MESSAGES_PAGE_MAX = 200
+
+
+class Timestamp(fields.Field):
+    """ISO 8601 in UTC with millisecond precision and a Z suffix."""
+
+    def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any):
+        if value is None:
+            return None
+        return format_timestamp(value)
+
+
+def format_timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Count(fields.Integer):
+    """A count, described as the product's documents describe it: a JSON number."""
+
+
+class OutputSchema(Schema):
+    """What the API sends: every field is always present."""
+
+    class Meta:
+        unknown = EXCLUDE  # no `additionalProperties` in the document, as in the seed's
+
+
+# -- Conversations -----------------------------------------------------------------
+
+
+class ConversationSchema(OutputSchema):
+    _id = fields.String(attribute="id", required=True)
+    userId = fields.String(attribute="user_id", required=True)
+    title = fields.String(required=True)
+    model = fields.String(required=True)
+    messageCount = Count(attribute="message_count", required=True)
+    lastMessageAt = Timestamp(attribute="last_message_at", required=True, allow_none=True)
+    createdAt = Timestamp(attribute="created_at", required=True)
+    updatedAt = Timestamp(attribute="updated_at", required=True)
+
+    class Meta(OutputSchema.Meta):
+        title = "FlorentConversation"
+
+
+class ConversationResponseSchema(OutputSchema):
+    conversation = fields.Nested(ConversationSchema, required=True)
+
+    class Meta(OutputSchema.Meta):
+        title = "FlorentConversationResponse"
+
+
+class ConversationCreateSchema(InputSchema):
+    title = Text(min_length=1, max_length=TITLE_MAX_LENGTH)
+    user_display = Text(max_length=200, data_key="userDisplay")
+    timezone = Text(max_length=100)
+
+
+class ConversationRenameSchema(InputSchema):
+    title = Text(min_length=1, max_length=TITLE_MAX_LENGTH, required=True)
+
+
+class ConversationListQuerySchema(InputSchema):
+    limit = Limit(minimum=1, maximum=100, load_default=30)
+    cursor = Text(
+        min_length=1,
+        max_length=200,
+        load_default=None,
+        metadata={"description": "The `nextCursor` of the previous page."},
+    )
+
+
+class ConversationPageSchema(OutputSchema):
+    conversations = fields.List(fields.Nested(ConversationSchema), required=True)
+    nextCursor = fields.String(attribute="next_cursor", required=True, allow_none=True)
+
+    class Meta(OutputSchema.Meta):
+        title = "FlorentConversationList"
+
+
+# -- Messages ----------------------------------------------------------------------
+
+
+class MessageSchema(OutputSchema):
+    _id = fields.String(attribute="id", required=True)
+    conversationId = fields.String(attribute="conversation_id", required=True)
+    role = fields.String(required=True, metadata={"enum": ["user", "assistant"]})
+    content = fields.String(required=True)
+    createdAt = Timestamp(attribute="created_at", required=True)
+
+    class Meta(OutputSchema.Meta):
+        title = "FlorentMessage"
+
+
+class ConversationQuerySchema(InputSchema):
+    messages_limit = Limit(
+        minimum=1,
+        maximum=MESSAGES_PAGE_MAX,
+        load_default=MESSAGES_PAGE_DEFAULT,
+        data_key="messagesLimit",
+        metadata={"description": "How many of the newest messages to include."},
+    )
+
+
+class ConversationDetailSchema(OutputSchema):
+    conversation = fields.Nested(ConversationSchema, required=True)
+    messages = fields.List(
+        fields.Nested(MessageSchema),
+        required=True,
+        metadata={"description": "The newest messages, oldest first."},
+    )
+    olderMessagesCursor = fields.String(
+        attribute="older_cursor",
+        required=True,
+        allow_none=True,
+        metadata={"description": "Pass to `GET .../messages?cursor=` for earlier messages."},
+    )
+
+    class Meta(OutputSchema.Meta):
+        title = "FlorentConversationDetail"
+
+
+class MessagePageQuerySchema(InputSchema):
+    limit = Limit(minimum=1, maximum=MESSAGES_PAGE_MAX, load_default=MESSAGES_PAGE_DEFAULT)
+    cursor = Text(
+        min_length=1,
+        max_length=200,
+        load_default=None,
+        metadata={"description": "An `olderMessagesCursor`; without it, the newest messages."},
+    )
+
+
+class MessagePageSchema(OutputSchema):
+    messages = fields.List(
+        fields.Nested(MessageSchema),
+        required=True,
+        metadata={"description": "Messages before the cursor, oldest first."},
+    )
+    olderMessagesCursor = fields.String(attribute="older_cursor", required=True, allow_none=True)
+
+    class Meta(OutputSchema.Meta):
+        title = "FlorentMessagePage"
+
+
+class MessageCreateSchema(InputSchema):
+    content = Text(min_length=1, max_length=CONTENT_MAX_LENGTH, required=True)
+
+
+class MessageCreatedSchema(OutputSchema):
+    message = fields.Nested(MessageSchema, required=True)
+    conversation = fields.Nested(ConversationSchema, required=True)
+
+    class Meta(OutputSchema.Meta):
+        title = "FlorentMessageCreated"
+
+
+# -- Errors --------------------------------------------------------------------------
+
+
+class ErrorResponseSchema(OutputSchema):
+    error = fields.String(
+        required=True,
+        metadata={"description": "Machine-readable error code (e.g. `invalid_body`, `not_found`)."},
+    )
+    issues = fields.List(
+        fields.Raw(metadata={"description": "Any type"}),
+        metadata={
+            "description": "Schema-validation issues, present when `error` is `invalid_body`."
+        },
+    )
+
+    class Meta(OutputSchema.Meta):
+        title = "ErrorResponse"
+        description = "Standard API error response."
+
+
+conversation_response_schema = ConversationResponseSchema()
+conversation_page_schema = ConversationPageSchema()
+conversation_detail_schema = ConversationDetailSchema()
+message_schema = MessageSchema()
+message_page_schema = MessagePageSchema()
+message_created_schema = MessageCreatedSchema()

@@ -1,0 +1,2 @@
+"""Staff: the people who browse the store in the admin. They are not API callers and
+never own conversations."""
