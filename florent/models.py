@@ -65,6 +65,8 @@ class Conversation(db.Model):
             text("updated_at DESC"),
             text("id DESC"),
         ),
+        # Everyone's conversations, most recently updated first (the admin's list).
+        Index("ix_conversations_recent", text("updated_at DESC"), text("id DESC")),
         # A caller's replies in progress, counted before each new turn.
         Index(
             "ix_conversations_owner_replying",

@@ -154,7 +154,9 @@ def test_login_redirects_back_to_the_page_asked_for(app, client):
 
 
 @pytest.mark.parametrize(
-    "target", ["https://evil.test/admin/", "//evil.test/admin/", "/api/x", "/\\evil.test"]
+    "target",
+    ["https://evil.test/admin/", "//evil.test/admin/", "/api/x", "/\\evil.test"]
+    + ["/admin/\r\nSet-Cookie: x=1", "/admin/\x00", "/admin/\t"],
 )
 def test_login_never_redirects_off_the_admin(app, client, target):
     make_staff(app, "viewer@florent.test")
@@ -464,6 +466,30 @@ def test_sign_out_ends_the_session(viewer):
     assert response.status_code == 302 and response.location == "/admin/login"
     assert viewer.get("/admin/").location.startswith("/admin/login")
     assert viewer.get("/admin/logout").status_code == 405
+
+
+def test_a_cookie_copied_before_sign_out_is_refused_after_it(app, viewer):
+    copied = app.test_client()
+    copied.set_cookie("session", viewer.get_cookie("session").value)
+    assert copied.get("/admin/").status_code == 200
+
+    page = viewer.get("/admin/").get_data(as_text=True)
+    assert viewer.post("/admin/logout", data={"csrf_token": csrf_token(page)}).status_code == 302
+
+    assert copied.get("/admin/").location.startswith("/admin/login")
+    # Signing in again opens a new session; the copy stays dead.
+    assert sign_in(viewer, "viewer@florent.test").status_code == 302
+    assert copied.get("/admin/").location.startswith("/admin/login")
+
+
+def test_a_session_ends_twelve_hours_after_sign_in_however_active(viewer):
+    assert viewer.get("/admin/").status_code == 200
+    with viewer.session_transaction("/admin/") as session:
+        session["signed_in_at"] -= 12 * 3600 - 60
+    assert viewer.get("/admin/").status_code == 200  # still within its twelve hours
+    with viewer.session_transaction("/admin/") as session:
+        session["signed_in_at"] -= 120
+    assert viewer.get("/admin/").location.startswith("/admin/login")
 
 
 def test_session_cookie_is_httponly_and_samesite_lax(app, client):

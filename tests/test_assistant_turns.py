@@ -23,7 +23,7 @@ from florent import create_app
 from florent.extensions import db
 from florent.models import Conversation, Message
 
-from .conftest import dispose_engines, free_port, make_settings
+from .conftest import dispose_engines, free_port, make_settings, recorded_statements
 from .factories import URL, create_conversation
 from .fake_model_server import COMPLETIONS_PATH, FakeModelServer
 
@@ -327,22 +327,121 @@ def test_an_unknown_time_zone_falls_back_to_utc(chat, alice, model, timezone):
     assert any(f"{t:%A %d %B %Y, %H:%M} UTC" in system for t in (before, after))
 
 
-def test_history_over_the_budget_loses_its_oldest_messages(florent_with, alice, model):
-    app = florent_with(llm_history_chars=70)
+@pytest.mark.parametrize(
+    ("budget", "kept"),
+    [
+        (100, ["u1", "a1", "u2", "a2", "u3"]),
+        (99, ["u2", "a2", "u3"]),  # a1 would open the history without its question
+        (60, ["u2", "a2", "u3"]),
+        (59, ["u3"]),
+        (1, ["u3"]),  # the person's new message is always sent, whatever its length
+    ],
+)
+def test_the_history_is_the_newest_messages_within_the_budget(
+    florent_with, alice, model, budget, kept
+):
+    app = florent_with(llm_history_chars=budget)
     client = app.test_client()
     conversation = create_conversation(client, alice, title="Budget")
-    for n in (1, 2, 3):
-        model.reply = [f"reply {n}".ljust(20, ".")]
-        response = client.post(
-            messages_url(conversation["_id"]),
-            json={"content": f"ask {n}".ljust(20, ".")},
-            headers=alice,
-        )
-        assert response.status_code == 201
+    for n in (1, 2):
+        model.reply = [f"a{n}" * 10]
+        assert chat_turn(client, alice, conversation["_id"], f"u{n}" * 10).status_code == 201
+    model.reply = ["done"]
+    assert chat_turn(client, alice, conversation["_id"], "u3" * 10).status_code == 201
 
-    # 5 messages of 20 code points; 70 fit the newest three.
-    assert [m["content"][:7] for m in model.last_messages[1:]] == ["ask 2..", "reply 2", "ask 3.."]
-    assert model.last_messages[0]["role"] == "system"
+    # Five messages of 20 code points each.
+    assert [m["content"][:2] for m in model.last_messages[1:]] == kept
+
+
+def test_the_history_budget_counts_code_points(florent_with, alice, model):
+    app = florent_with(llm_history_chars=21)
+    client = app.test_client()
+    conversation = create_conversation(client, alice, title="Wide")
+    model.reply = ["é" * 10]
+    assert chat_turn(client, alice, conversation["_id"], "🙂" * 10).status_code == 201
+    assert chat_turn(client, alice, conversation["_id"], "x").status_code == 201
+    assert [m["content"] for m in model.last_messages[1:]] == ["🙂" * 10, "é" * 10, "x"]
+
+
+def chat_turn(client, caller, conversation_id: str, content: str):
+    return client.post(messages_url(conversation_id), json={"content": content}, headers=caller)
+
+
+# -- Bounds -----------------------------------------------------------------------
+
+
+def test_a_caller_has_at_most_three_replies_in_progress(
+    florent, florent_server, chat, alice, bob, model
+):
+    conversations = [create_conversation(chat, alice, title=f"C{n}")["_id"] for n in range(4)]
+    model.stall_after = 1  # replies stay open until released
+
+    def send(conversation_id: str) -> requests.Response:
+        return requests.post(
+            f"{florent_server}{messages_url(conversation_id)}",
+            json={"content": "hi"},
+            headers=alice,
+            timeout=20,
+        )
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        replying = [pool.submit(send, c) for c in conversations[:3]]
+        assert wait_until(lambda: len(model.requests) == 3, timeout=10)
+        fourth = chat.post(messages_url(conversations[3]), json={"content": "hi"}, headers=alice)
+        assert fourth.status_code == 429
+        assert fourth.get_json() == {"error": "too_many_replies"}
+        assert int(fourth.headers["Retry-After"]) > 0
+        # Someone else is not held back by Alice's replies.
+        mine = create_conversation(chat, bob, title="Bob's")["_id"]
+        model.release.set()
+        assert chat.post(messages_url(mine), json={"content": "hi"}, headers=bob).status_code == 201
+        assert [f.result().status_code for f in replying] == [201, 201, 201]
+
+    row, messages = stored(florent, conversations[3])
+    assert (row.message_count, messages) == (0, [])
+    again = chat.post(messages_url(conversations[3]), json={"content": "hi"}, headers=alice)
+    assert again.status_code == 201
+
+
+def test_a_turn_needs_room_for_the_message_and_its_reply(florent_with, alice, model):
+    app = florent_with(max_messages=5)
+    client = app.test_client()
+    conversation = create_conversation(client, alice, title="Small")
+    assert chat_turn(client, alice, conversation["_id"], "one").status_code == 201
+    assert chat_turn(client, alice, conversation["_id"], "two").status_code == 201
+
+    full = chat_turn(client, alice, conversation["_id"], "three")
+
+    assert (full.status_code, full.get_json()) == (409, {"error": "conversation_full"})
+    row, messages = stored(app, conversation["_id"])
+    assert (row.message_count, len(messages), row.reply_started_at) == (4, 4, None)
+
+
+def test_a_turn_reads_only_the_history_that_fits(florent, chat, alice, model):
+    conversation = create_conversation(chat, alice, title="Huge")
+    with florent.app_context():
+        db.session.execute(
+            text(
+                "INSERT INTO messages (id, conversation_id, role, content, created_at) "
+                "SELECT lpad(to_hex(n), 24, '0'), :id, CASE WHEN n % 2 = 1 THEN 'user' "
+                "ELSE 'assistant' END, repeat('x', 30000), now() - (3000 - n) * interval '1 ms' "
+                "FROM generate_series(1, 2000) AS n"
+            ),
+            {"id": conversation["_id"]},
+        )
+        db.session.execute(
+            text("UPDATE conversations SET message_count = 2000 WHERE id = :id"),
+            {"id": conversation["_id"]},
+        )
+        db.session.commit()
+
+    with recorded_statements(florent) as statements:
+        assert chat_turn(chat, alice, conversation["_id"], "and now?").status_code == 201
+
+    sent = model.last_messages[1:]
+    assert sum(len(m["content"]) for m in sent) <= 48_000 and sent[-1]["content"] == "and now?"
+    (history,) = [sql for sql, _ in statements if "content_chars" in sql]
+    assert "sum(messages.content_chars) OVER" in history and "LIMIT" in history
 
 
 # -- Failures ---------------------------------------------------------------------

@@ -275,6 +275,60 @@ def test_cached_keys_keep_working_while_the_jwks_host_is_down(make_app, make_tok
         server.close()
 
 
+def test_a_key_pulled_from_the_jwks_stops_working_when_the_key_set_is_next_read(
+    make_app, make_token
+):
+    server = JwksServer()
+    kept, pulled = SigningKey("kept"), SigningKey("pulled")
+    server.keys.extend([kept, pulled])
+    try:
+        app = make_app(server.url)
+        client = app.test_client()
+        token = make_token(key=pulled.private_key, kid="pulled")
+        assert client.post(URL, headers=bearer(token)).status_code == 201  # verified, cached
+        server.keys.remove(pulled)
+        assert client.post(URL, headers=bearer(token)).status_code == 201  # the set is fresh
+        # The key set's lifespan passes: the next request reads the set again.
+        jwks = app.extensions["florent.auth"].sessions.jwks
+        assert jwks.jwk_set_cache.lifespan <= 60
+        jwks.jwk_set_cache.jwk_set_with_timestamp.timestamp -= jwks.jwk_set_cache.lifespan + 1
+        assert_unauthorized(client.post(URL, headers=bearer(token)))
+        other = make_token(key=kept.private_key, kid="kept")
+        assert client.post(URL, headers=bearer(other)).status_code == 201
+    finally:
+        server.close()
+
+
+def test_a_token_that_lives_longer_than_a_day_is_refused(client, make_token):
+    now = int(time.time())
+    day = 24 * 3600
+    assert client.post(URL, headers=bearer(make_token(iat=now, exp=now + day))).status_code == 201
+    assert_unauthorized(client.post(URL, headers=bearer(make_token(iat=now, exp=now + day + 1))))
+
+
+def test_a_person_cannot_pose_as_an_api_key(client, make_token, api_key):
+    key_id, _ = api_key
+    assert_unauthorized(client.post(URL, headers=bearer(make_token(sub=f"apikey_{key_id}"))))
+
+
+def test_a_flood_of_bad_tokens_from_one_address_is_rate_limited(make_app, jwks_server, make_token):
+    app = make_app(jwks_server.url, auth_failure_limit="5 per minute")
+    client = app.test_client()
+    flood = {"REMOTE_ADDR": "10.7.7.7"}
+    for n in range(5):
+        bad = client.get(URL, headers=bearer(f"flk_{n:024x}_{'x' * 43}"), environ_base=flood)
+        assert bad.status_code == 401
+    limited = client.get(URL, headers=bearer("not-a-token"), environ_base=flood)
+    assert limited.status_code == 429
+    assert limited.get_json() == {"error": "rate_limited"}
+    assert int(limited.headers["Retry-After"]) > 0
+    # Only failures count: people who authenticate from that address are served.
+    assert client.get(URL, headers=bearer(make_token()), environ_base=flood).status_code == 200
+    # Another address is not limited by it.
+    elsewhere = client.get(URL, headers=bearer("nope"), environ_base={"REMOTE_ADDR": "10.8.8.8"})
+    assert elsewhere.status_code == 401
+
+
 def test_audience_is_checked_when_configured(make_app, make_token, jwks_server):
     app = make_app(jwks_server.url, audience="client_florent")
     client = app.test_client()

@@ -17,10 +17,14 @@ def test_defaults_are_development_with_a_default_model():
 @pytest.mark.parametrize(
     ("environ", "missing"),
     [
-        ({}, ["DATABASE_URL", "SECRET_KEY", "WORKOS_JWKS_URL"]),
+        ({}, ["DATABASE_URL", "SECRET_KEY", "WORKOS_JWKS_URL", "WORKOS_ISSUER"]),
         ({"DATABASE_URL": "postgresql://db/x", "SECRET_KEY": "s"}, ["WORKOS_JWKS_URL"]),
         ({"DATABASE_URL": "postgresql://db/x", "WORKOS_CLIENT_ID": "c"}, ["SECRET_KEY"]),
         ({"SECRET_KEY": "s", "WORKOS_JWKS_URL": "https://x/jwks"}, ["DATABASE_URL"]),
+        (
+            {"DATABASE_URL": "postgresql://db/x", "SECRET_KEY": "s", "WORKOS_CLIENT_ID": "c"},
+            ["WORKOS_ISSUER"],
+        ),
     ],
 )
 def test_production_refuses_to_start_and_names_what_is_missing(environ, missing):
@@ -28,6 +32,31 @@ def test_production_refuses_to_start_and_names_what_is_missing(environ, missing)
         read_settings({"FLORENT_ENV": "production", **environ})
     for name in missing:
         assert name in str(error.value)
+
+
+PRODUCTION = {
+    "FLORENT_ENV": "production",
+    "DATABASE_URL": "postgresql://db/x",
+    "SECRET_KEY": "s",
+    "WORKOS_ISSUER": "https://api.workos.com",
+}
+
+
+@pytest.mark.parametrize(
+    "url", ["http://auth.example.com/jwks", "http://10.0.0.5/jwks", "http://[::ffff:8.8.8.8]/k"]
+)
+def test_production_refuses_keys_fetched_in_the_clear(url):
+    with pytest.raises(ConfigError, match="https"):
+        read_settings({**PRODUCTION, "WORKOS_JWKS_URL": url})
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://auth.example.com/jwks", "http://127.0.0.1:8001/jwks", "http://localhost/k"]
+    + ["http://[::1]:9/k"],
+)
+def test_production_takes_https_or_a_loopback_jwks(url):
+    assert read_settings({**PRODUCTION, "WORKOS_JWKS_URL": url}).jwks_url == url
 
 
 def test_jwks_url_from_client_id_and_explicit_url_wins():

@@ -9,6 +9,7 @@ import pytest
 import requests
 from sqlalchemy import func, select, text
 
+from florent.conversations import idempotency
 from florent.extensions import db
 from florent.models import Conversation
 
@@ -109,6 +110,37 @@ def test_purge_deletes_only_expired_keys(app, client, alice):
     assert "Deleted 1 " in result.output
     with app.app_context():
         assert db.session.scalars(text("SELECT key FROM idempotency_keys")).all() == ["fresh"]
+
+
+def test_expired_keys_are_purged_by_the_service_itself_in_batches(app, client, alice, monkeypatch):
+    monkeypatch.setattr(idempotency, "PURGE_BATCH", 3)
+    monkeypatch.setattr(idempotency, "_last_purge", float("-inf"))
+    for n in range(8):
+        client.post(URL, json={}, headers={**alice, "Idempotency-Key": f"old-{n}"})
+    with app.app_context():
+        db.session.execute(
+            text("UPDATE idempotency_keys SET created_at = now() - interval '2 days'")
+        )
+        db.session.commit()
+    monkeypatch.setattr(idempotency, "_last_purge", float("-inf"))
+
+    client.post(URL, json={}, headers={**alice, "Idempotency-Key": "new"})
+
+    with app.app_context():
+        assert db.session.scalars(text("SELECT key FROM idempotency_keys")).all() == ["new"]
+
+
+def test_a_key_goes_with_its_conversation(app, client, alice):
+    headers = {**alice, "Idempotency-Key": "gone-with-it"}
+    first = client.post(URL, json={"title": "Doomed"}, headers=headers)
+    conversation_id = first.get_json()["conversation"]["_id"]
+    assert client.delete(f"{URL}/{conversation_id}", headers=alice).status_code == 204
+
+    again = client.post(URL, json={"title": "Doomed"}, headers=headers)
+
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
+    assert again.get_json()["conversation"]["_id"] != conversation_id
+    assert client.get(again.headers["Location"], headers=alice).status_code == 200
 
 
 def test_eight_simultaneous_requests_with_one_key_create_one_conversation(app, alice, live_server):

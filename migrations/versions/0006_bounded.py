@@ -1,6 +1,6 @@
 """Bounded by design: message lengths kept for the history's running sum, a caller's
-replies in progress found by index, staff session versions, and idempotency keys that
-go with their conversation.
+replies in progress found by index, staff session versions, idempotency keys that go
+with their conversation, and all conversations by last update (the admin's list).
 
 Revision ID: 0006
 Revises: 0005
@@ -27,6 +27,12 @@ def upgrade():
             sa.Computed("char_length(content)", persisted=True),
             nullable=False,
         ),
+    )
+    # The admin lists all conversations as the API lists a caller's: last updated first.
+    op.create_index(
+        "ix_conversations_recent",
+        "conversations",
+        [sa.text("updated_at DESC"), sa.text("id DESC")],
     )
     op.create_index(
         "ix_conversations_owner_replying",
@@ -71,4 +77,5 @@ def downgrade():
     op.drop_column("idempotency_keys", "conversation_id")
     op.drop_column("staff", "session_version")
     op.drop_index("ix_conversations_owner_replying", table_name="conversations")
+    op.drop_index("ix_conversations_recent", table_name="conversations")
     op.drop_column("messages", "content_chars")
