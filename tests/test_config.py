@@ -52,8 +52,12 @@ def test_production_refuses_keys_fetched_in_the_clear(url):
 
 @pytest.mark.parametrize(
     "url",
-    ["https://auth.example.com/jwks", "http://127.0.0.1:8001/jwks", "http://localhost/k"]
-    + ["http://[::1]:9/k"],
+    [
+        "https://auth.example.com/jwks",
+        "http://127.0.0.1:8001/jwks",
+        "http://localhost/k",
+        "http://[::1]:9/k",
+    ],
 )
 def test_production_takes_https_or_a_loopback_jwks(url):
     assert read_settings({**PRODUCTION, "WORKOS_JWKS_URL": url}).jwks_url == url
