@@ -6,7 +6,7 @@ PORT ?= 5000
 SERVE_PORT ?= 8000
 FLASK := $(BIN)/flask --app florent
 
-.PHONY: install run serve test bench lint clean
+.PHONY: install run serve test test-fast bench lint clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ run: install
 test: install
 	bash scripts/ensure-browser.sh
 	$(BIN)/pytest
+
+# Everything but the slow tests: no browser, no PostgreSQL restarts, no gunicorn.
+test-fast: install
+	$(BIN)/pytest -m "not slow"
 
 # Production mode locally: gunicorn with gunicorn.conf.py, embedded PostgreSQL and a
 # loopback JWKS for the development key (it prints a token).

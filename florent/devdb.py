@@ -31,6 +31,8 @@ class EmbeddedPostgres:
         self.data_dir, self.database = data_dir, database
         self._url: str | None = None
         self._lock = threading.Lock()
+        # Here, in the thread that builds the app: signals go to the main thread only.
+        stop_on_sigterm()
 
     @property
     def placeholder_url(self) -> str:
@@ -68,7 +70,6 @@ def start_embedded_postgres(data_dir: Path, database: str) -> str:
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     forget_dead_handles(data_dir / HANDLES)
-    stop_on_sigterm()
     server = embedded_postgres.get_server(data_dir)
     ensure_database(server.get_uri("postgres"), database)
     return server.get_uri(database)

@@ -28,7 +28,7 @@ class FakeModelServer:
     `end_after` pieces, sends an error event after `error_after` pieces, answers
     `status` with an error body, or answers one whole JSON completion."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.release = threading.Event()
         self.reset()
         outer = self
@@ -109,7 +109,7 @@ class FakeModelServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -165,3 +165,32 @@ def completion(text: str, model: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+def main() -> None:
+    """Serve streamed replies on loopback, for trying Florent without a model:
+
+    python -m tests.fake_model_server --port 8001
+    FLORENT_LLM_BASE_URL=http://127.0.0.1:8001/v1 make run
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--delay", type=float, default=0.05, help="seconds before each piece")
+    parser.add_argument(
+        "--reply", default="Hello! I am a fake model, streaming this reply word by word."
+    )
+    args = parser.parse_args()
+    server = FakeModelServer(port=args.port)
+    server.reply = [word + " " for word in args.reply.split()]
+    server.delay = args.delay
+    print(f"Fake model server on {server.base_url} (Ctrl-C to stop)", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.close()
+
+
+if __name__ == "__main__":
+    main()

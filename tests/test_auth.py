@@ -18,9 +18,7 @@ from florent.extensions import db
 from florent.models import ApiKey
 
 from .conftest import JwksServer, SigningKey, bearer, session_claims, sign_raw
-from .factories import api_key_secret
-
-URL = "/api/florent/conversations"
+from .factories import URL, api_key_secret
 
 
 def assert_unauthorized(response) -> None:
@@ -246,7 +244,7 @@ def test_jwks_host_that_never_answers_is_503_within_about_two_seconds(make_app, 
         # Right after a failure, requests do not queue behind another slow attempt.
         started = time.monotonic()
         assert client.post(URL, headers=bearer(make_token())).status_code == 503
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 1.0  # well under the 1.5 s a fetch may take
     finally:
         listener.close()
 

@@ -8,9 +8,7 @@ from florent.extensions import db
 from florent.models import ApiKey
 
 from .conftest import bearer
-from .factories import api_key_secret
-
-URL = "/api/florent/conversations"
+from .factories import URL, api_key_secret
 
 
 def test_api_keys_create_prints_the_plaintext_alone_on_the_last_line(app, client):

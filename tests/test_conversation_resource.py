@@ -129,6 +129,7 @@ def test_delete_removes_the_conversation_and_its_messages(app, client, alice):
 
     assert response.status_code == 204
     assert response.data == b""
+    assert "Content-Type" not in response.headers  # no body, so no type (not text/html)
     assert client.get(f"{URL}/{conversation['_id']}", headers=alice).status_code == 404
     assert client.delete(f"{URL}/{conversation['_id']}", headers=alice).status_code == 404
     with app.app_context():

@@ -11,9 +11,8 @@ from sqlalchemy import select
 from florent.extensions import db
 from florent.models import Conversation
 
-from .factories import CONVERSATION_FIELDS
+from .factories import CONVERSATION_FIELDS, URL
 
-URL = "/api/florent/conversations"
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 FIELDS = set(CONVERSATION_FIELDS)
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from florent.extensions import db
 from florent.models import Conversation, Message
 
-URL = "/api/florent/conversations"
+from .factories import URL
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # platformdirs: no XDG_RUNTIME_DIR on CI
@@ -54,6 +54,7 @@ def faulty_app(own_server, make_app, jwks_server):
     return app
 
 
+@pytest.mark.slow  # a PostgreSQL server of its own, stopped and started
 def test_postgres_down_is_a_fast_503_and_the_service_recovers_by_itself(
     faulty_app, own_server, alice
 ):
@@ -81,6 +82,7 @@ def test_postgres_down_is_a_fast_503_and_the_service_recovers_by_itself(
     assert client.get("/readyz").status_code == 200
 
 
+@pytest.mark.slow  # a PostgreSQL server of its own, stopped and started
 def test_writes_acknowledged_across_a_restart_under_load_are_all_kept(
     faulty_app, own_server, alice
 ):
@@ -120,6 +122,7 @@ def test_writes_acknowledged_across_a_restart_under_load_are_all_kept(
     assert set(acknowledged) <= stored
 
 
+@pytest.mark.slow  # a PostgreSQL server of its own, stopped and started
 def test_a_blocked_statement_is_cancelled_within_about_three_seconds(faulty_app, own_server, alice):
     client = faulty_app.test_client()
     with psycopg.connect(own_server.get_uri("postgres")) as locker:
@@ -134,6 +137,7 @@ def test_a_blocked_statement_is_cancelled_within_about_three_seconds(faulty_app,
         assert db.session.scalar(select(func.count()).select_from(Conversation)) == 1
 
 
+@pytest.mark.slow  # a PostgreSQL server of its own, stopped and started
 def test_connections_the_server_closed_are_replaced_without_a_failed_request(
     faulty_app, own_server, alice
 ):

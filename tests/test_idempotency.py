@@ -13,7 +13,7 @@ from florent.conversations import idempotency
 from florent.extensions import db
 from florent.models import Conversation
 
-URL = "/api/florent/conversations"
+from .factories import URL
 
 
 def count_conversations(app) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-URL = "/api/florent/conversations"
+from .factories import URL
 
 
 def test_a_two_mebibyte_body_is_413_json(client, alice):
