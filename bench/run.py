@@ -1,7 +1,9 @@
-"""Benchmarks: the service under gunicorn (the repository's config) on embedded
-PostgreSQL, beside a bare-Flask baseline, measured with wrk. Prints figures only.
+"""The JSON API's throughput beside a bare-Flask baseline served with the very same
+gunicorn settings (the repository's gunicorn.conf.py), measured with wrk. Prints
+figures only; bench/README.md keeps them.
 
-    make bench                     # or: .venv/bin/python bench/run.py [--duration 10]
+    make bench                                   # or: .venv/bin/python bench/run.py
+    .venv/bin/python bench/run.py --repo /path/to/another/checkout   # before/after
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ from pathlib import Path
 
 import psycopg
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent / "scripts"))
 
 from local_stack import ISSUER, production_env  # noqa: E402
 
 CONNECTIONS = 32
+TARGETS = {"create": 0.27, "list": 0.30, "get": 0.33}
 LUA_POST = """
 wrk.method = "POST"
 wrk.body = '{"title": "Benchmark"}'
@@ -40,7 +42,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_up(url: str, timeout: float = 30) -> None:
+def wait_until_up(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -51,36 +53,27 @@ def wait_until_up(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def gunicorn(
-    app: str, port: int, env: dict[str, str], *extra: str, cwd: Path = ROOT
-) -> subprocess.Popen:
-    """gunicorn reads gunicorn.conf.py from `cwd`: the repository's for the service."""
-    command = [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", *extra]
+def gunicorn(app: str, port: int, env: dict[str, str], *, config: Path, cwd: Path):
+    """gunicorn with `config`, whatever the app: the service and the baseline alike."""
+    command = [sys.executable, "-m", "gunicorn", "-c", str(config), app]
     return subprocess.Popen(
-        command, cwd=cwd, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        command,
+        cwd=cwd,
+        env={**env, "GUNICORN_BIND": f"127.0.0.1:{port}"},
+        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
     )
 
 
-def wrk(
-    url: str, *, token: str | None, duration: int, connections: int, lua: str | None = None
-) -> dict:
-    args = [
-        "wrk",
-        "-t",
-        str(min(2, connections)),
-        "-c",
-        str(connections),
-        "-d",
-        f"{duration}s",
-        "--latency",
-    ]
+def wrk(url: str, *, token: str | None, duration: int, connections: int, lua: str | None = None):
+    args = ["wrk", "-t", str(min(2, connections)), "-c", str(connections), "-d", f"{duration}s"]
+    args.append("--latency")
     if token:
         args += ["-H", f"Authorization: Bearer {token}"]
     script = None
     if lua:
-        script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-        script.write(lua)
-        script.close()
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+            script.write(lua)
         args += ["-s", script.name]
     output = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
     if script:
@@ -91,20 +84,17 @@ def wrk(
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    socket_errors = re.search(r"Socket errors: (.*)", output)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
         "p50": latency("50"),
         "p99": latency("99"),
         "errors": int(errors.group(1)) if errors else 0,
-        "socket_errors": socket_errors.group(1) if socket_errors else "",
     }
 
 
-def seed(database_url: str) -> tuple[str, str]:
-    """A conversation with 20 messages and 40 conversations for user_bench; returns
-    (conversation id with messages, any id)."""
-    with psycopg.connect(database_url) as conn:
+def seed(database_url: str) -> str:
+    """40 conversations of user_bench, the first with 20 messages; returns its id."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO conversations (id, org_id, user_id, title, model) "
             "SELECT lpad(to_hex(n), 24, '0'), 'org_bench', 'user_bench', 'Conversation ' || n, 'm' "
@@ -116,13 +106,15 @@ def seed(database_url: str) -> tuple[str, str]:
             "repeat('Message text ', 20), now() + n * interval '1 ms' FROM generate_series(1, 20) AS n"
         )
         conn.execute(
-            "UPDATE conversations SET message_count = 20, last_message_at = now() WHERE id = lpad(to_hex(1), 24, '0')"
+            "UPDATE conversations SET message_count = 20, last_message_at = now() "
+            "WHERE id = lpad(to_hex(1), 24, '0')"
         )
-    return "0" * 23 + "1", "0" * 23 + "2"
+        conn.execute("VACUUM (ANALYZE) conversations, messages")
+    return "0" * 23 + "1"
 
 
 def bulk_load(database_url: str, user: str, count: int) -> None:
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO conversations (id, org_id, user_id, title, model, created_at, updated_at) "
             "SELECT md5(%s || n)::varchar(24), 'org_bench', %s, 'Bulk ' || n, 'm', t, t "
@@ -130,115 +122,106 @@ def bulk_load(database_url: str, user: str, count: int) -> None:
             "LATERAL (SELECT timestamptz '2026-01-01' + n * interval '1 second' AS t) AS times",
             (user, user, count),
         )
-        conn.commit()
-        # Vacuum now, so autovacuum is not still working through the new rows (reading
-        # the whole table) while page latency is measured.
-        conn.autocommit = True
+        # Statistics for the planner, and no autovacuum reading the table meanwhile.
         conn.execute("VACUUM (ANALYZE) conversations")
 
 
-def baseline_line(result: dict) -> str:
-    return (
-        f"baseline {result['rps']:>9.0f} req/s  p50 {result['p50']:>7.2f} ms  "
-        f"p99 {result['p99']:>7.2f} ms"
+def line(name: str, result: dict, baseline_rps: float | None = None) -> str:
+    text = (
+        f"{name:<8} {result['rps']:>8.0f} req/s  p50 {result['p50']:>6.2f} ms  "
+        f"p99 {result['p99']:>6.2f} ms  p99/p50 {result['p99'] / result['p50']:4.2f}  "
+        f"errors {result['errors']}"
     )
-
-
-def ratio_line(name: str, result: dict, baseline_rps: float, target: float) -> str:
-    ratio = result["rps"] / baseline_rps
+    if baseline_rps is None:
+        return text
+    ratio, target = result["rps"] / baseline_rps, TARGETS[name]
     tail = result["p99"] / result["p50"]
-    ok = "ok" if ratio >= target and tail <= 2 and result["errors"] == 0 else "MISSED"
-    return (
-        f"{name:<8} {result['rps']:>9.0f} req/s  p50 {result['p50']:>7.2f} ms  p99 {result['p99']:>7.2f} ms  "
-        f"p99/p50 {tail:4.2f}  errors {result['errors']}  ratio {ratio:.3f} (target {target:.2f}) {ok}"
-    )
+    ok = ratio >= target and tail <= 2 and result["errors"] == 0
+    return f"{text}  ratio {ratio:.3f} (target {target:.2f}) {'ok' if ok else 'MISSED'}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows for the deep-list run")
+    parser.add_argument("--repo", type=Path, default=BENCH.parent, help="checkout to serve")
+    parser.add_argument("--skip-depth", action="store_true", help="no 1M-row list run")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (make bench installs it)")
 
+    repo = args.repo.resolve()
     instance = Path(tempfile.mkdtemp(prefix="florent-bench-"))
-    env, key = production_env(instance, RATELIMIT_ENABLED="false")
+    env, key = production_env(instance, RATELIMIT_ENABLED="false", repo=repo)
     token = key.sign("user_bench", "org_bench", issuer=ISSUER, ttl=3600)
-    with_messages, _ = seed(env["DATABASE_URL"])
+    with_messages = seed(env["DATABASE_URL"])
 
     service_port, baseline_port = free_port(), free_port()
-    service = gunicorn("wsgi:app", service_port, env)
-    # Run from bench/, so the baseline gets gunicorn's defaults, not our config.
-    baseline = gunicorn(
-        "baseline_app:app",
-        baseline_port,
-        {},
-        "--workers",
-        "3",
-        "--worker-class",
-        "sync",
-        cwd=ROOT / "bench",
-    )
-    overrides = {k: v for k, v in env.items() if k.startswith("GUNICORN_")}
+    config = repo / "gunicorn.conf.py"
+    service = gunicorn("wsgi:app", service_port, env, config=config, cwd=repo)
+    baseline = gunicorn("baseline_app:app", baseline_port, env, config=config, cwd=BENCH)
     try:
         wait_until_up(f"http://127.0.0.1:{service_port}/healthz")
         wait_until_up(f"http://127.0.0.1:{baseline_port}/")
-        service_url = f"http://127.0.0.1:{service_port}/api/florent/conversations"
+        api = f"http://127.0.0.1:{service_port}/api/florent/conversations"
+        baseline_url = f"http://127.0.0.1:{baseline_port}/"
+        overrides = {k: v for k, v in env.items() if k.startswith("GUNICORN_")}
 
         def run(url: str, **kw) -> dict:
             return wrk(url, duration=args.duration, connections=CONNECTIONS, **kw)
 
-        print(f"gunicorn: gunicorn.conf.py with {overrides or 'its defaults'}")
-        print(f"wrk: {CONNECTIONS} connections, {args.duration} s per run, 2 threads")
-        print("each run sits between two baseline runs; its ratio is to their mean\n")
-        baseline_url = f"http://127.0.0.1:{baseline_port}/"
+        print(f"serving {repo} with its gunicorn.conf.py {overrides or ''}")
+        print(f"wrk: {CONNECTIONS} connections, {args.duration} s a run; the baseline (bare")
+        print(
+            "Flask, same gunicorn settings) runs around every run, and ratios are to their mean\n"
+        )
         run(baseline_url, token=None)  # warm-up
-        run(service_url + "?limit=30", token=token)  # warm-up
-        # This machine's speed drifts by tens of percent over a minute, so the baseline is
-        # measured again around every run rather than once before all of them.
+        run(api + "?limit=30", token=token)
         before = run(baseline_url, token=None)
-        print(baseline_line(before))
-        for name, url, lua, target in (
-            ("create", service_url, LUA_POST, 0.30),
-            ("list", service_url + "?limit=30", None, 0.25),
-            ("get", f"{service_url}/{with_messages}", None, 0.25),
+        print(line("baseline", before))
+        for name, url, lua in (
+            ("create", api, LUA_POST),
+            ("list", api + "?limit=30", None),
+            ("get", f"{api}/{with_messages}", None),
         ):
             result = run(url, token=token, lua=lua)
             after = run(baseline_url, token=None)
-            print(ratio_line(name, result, (before["rps"] + after["rps"]) / 2, target))
-            print(baseline_line(after))
+            print(line(name, result, (before["rps"] + after["rps"]) / 2))
+            print(line("baseline", after))
             before = after
-
-        print(
-            f"\nlist page latency at 1 connection, 1,000 vs {args.rows:,} conversations of one caller"
-        )
-        bulk_load(env["DATABASE_URL"], "user_1k", 1_000)
-        started = time.monotonic()
-        bulk_load(env["DATABASE_URL"], "user_1m", args.rows)
-        print(f"(bulk-loaded {args.rows:,} rows in {time.monotonic() - started:.1f} s)")
-        small = key.sign("user_1k", "org_bench", issuer=ISSUER, ttl=3600)
-        large = key.sign("user_1m", "org_bench", issuer=ISSUER, ttl=3600)
-
-        def one(t: str) -> dict:
-            return wrk(service_url + "?limit=30", token=t, duration=args.duration, connections=1)
-
-        one(small)
-        # In the order 1k, 1M, 1M, 1k, so the machine's drift falls on both alike.
-        first_1k, first_1m, second_1m, second_1k = one(small), one(large), one(large), one(small)
-        p50 = {}
-        for name, runs in (("1k", (first_1k, second_1k)), ("1M", (first_1m, second_1m))):
-            p50[name] = sum(run["p50"] for run in runs) / 2
-            print(
-                f"{name:<8} p50 {p50[name]:.2f} ms (runs {runs[0]['p50']:.2f}, {runs[1]['p50']:.2f})"
-                f"  p99 {max(run['p99'] for run in runs):.2f} ms"
-            )
-        ratio = p50["1M"] / p50["1k"]
-        print(f"1M/1k p50 ratio {ratio:.2f} (target <= 1.2) {'ok' if ratio <= 1.2 else 'MISSED'}")
+        if not args.skip_depth:
+            depth(env, key, api, args)
     finally:
         for process in (service, baseline):
             process.terminate()
             process.wait()
+
+
+def depth(env: dict[str, str], key, api: str, args) -> None:
+    """A list page's latency at 1k and 1M conversations of one caller, one connection."""
+    print(f"\nlist page latency, 1 connection: 1,000 vs {args.rows:,} conversations of one caller")
+    bulk_load(env["DATABASE_URL"], "user_1k", 1_000)
+    started = time.monotonic()
+    bulk_load(env["DATABASE_URL"], "user_1m", args.rows)
+    print(f"(bulk-loaded {args.rows:,} rows in {time.monotonic() - started:.1f} s)")
+    small = key.sign("user_1k", "org_bench", issuer=ISSUER, ttl=3600)
+    large = key.sign("user_1m", "org_bench", issuer=ISSUER, ttl=3600)
+
+    def one(t: str) -> dict:
+        return wrk(api + "?limit=30", token=t, duration=args.duration, connections=1)
+
+    one(small)
+    # In the order 1k, 1M, 1M, 1k, so the machine's drift falls on both alike.
+    first_1k, first_1m, second_1m, second_1k = one(small), one(large), one(large), one(small)
+    p50 = {}
+    for name, runs in (("1k", (first_1k, second_1k)), ("1M", (first_1m, second_1m))):
+        p50[name] = sum(run["p50"] for run in runs) / 2
+        print(
+            f"{name:<8} p50 {p50[name]:.2f} ms (runs {runs[0]['p50']:.2f}, {runs[1]['p50']:.2f})"
+            f"  p99 {max(run['p99'] for run in runs):.2f} ms"
+        )
+    ratio = p50["1M"] / p50["1k"]
+    print(f"1M/1k p50 ratio {ratio:.2f} (target <= 1.2) {'ok' if ratio <= 1.2 else 'MISSED'}")
 
 
 if __name__ == "__main__":

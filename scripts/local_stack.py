@@ -23,7 +23,7 @@ import jwt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from florent.auth import ALGORITHM, DevSigningKey  # noqa: E402
+from florent.auth.sessions import ALGORITHM, DevSigningKey  # noqa: E402
 from florent.devdb import start_embedded_postgres  # noqa: E402
 
 ISSUER = "florent-local"
@@ -51,9 +51,10 @@ def serve_jwks(key: DevSigningKey) -> str:
 
 
 def production_env(
-    instance: Path, database: str = "florent", **extra: str
+    instance: Path, database: str = "florent", *, repo: Path = ROOT, **extra: str
 ) -> tuple[dict[str, str], DevSigningKey]:
-    """Start PostgreSQL and the JWKS; return the environment for the service, and the key."""
+    """Start PostgreSQL and the JWKS; return the environment for the service (the code of
+    `repo`, migrated), and the key."""
     database_url = start_embedded_postgres(instance / "postgres", database)
     key = DevSigningKey(instance / "dev-jwt-key.pem")
     env = {
@@ -63,11 +64,12 @@ def production_env(
         "SECRET_KEY": secrets.token_hex(32),
         "WORKOS_JWKS_URL": serve_jwks(key),
         "WORKOS_ISSUER": ISSUER,
+        "PYTHONPATH": str(repo),
         **extra,
     }
     subprocess.run(
         [sys.executable, "-m", "flask", "--app", "florent", "db", "upgrade"],
-        cwd=ROOT,
+        cwd=repo,
         env=env,
         check=True,
         stderr=subprocess.DEVNULL,

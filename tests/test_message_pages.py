@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from florent.conversations import service
+from florent.conversations import messages
 from florent.extensions import db
 
 from .conftest import recorded_statements
@@ -142,7 +142,7 @@ def test_a_cursor_works_for_its_caller_and_its_conversation_only(
 def test_a_page_stops_at_its_byte_budget_and_the_rest_follows(app, client, alice, monkeypatch):
     conversation = create_conversation(client, alice)["_id"]
     insert_messages(app, conversation, 20, content="é" * 32_000)  # 64,000 bytes each
-    monkeypatch.setattr(service, "PAGE_CONTENT_BYTES", 200_000)
+    monkeypatch.setattr(messages, "PAGE_CONTENT_BYTES", 200_000)
 
     body = client.get(f"{URL}/{conversation}", headers=alice).get_json()
     assert numbers(body["messages"]) == [17, 18, 19, 20]  # 3 x 64,000 before the 4th < 200,000

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from florent.auth import Caller
+from florent.conversations import messages as conversation_messages
 from florent.conversations import service
 from florent.conversations.schemas import (
     Timestamp,
@@ -29,7 +30,9 @@ def test_rows_dump_to_every_field_of_the_contract(app, client, alice):
 
     with app.app_context():
         page = service.list_conversations(caller, limit=30, after=None)
-        conversation, messages = service.get_conversation(caller, full["_id"], messages_limit=10)
+        conversation, messages = conversation_messages.get_conversation(
+            caller, full["_id"], messages_limit=10
+        )
     listed = conversation_page_schema.dump({"conversations": page.rows, "next_cursor": None})
     detail = conversation_detail_schema.dump(
         {"conversation": conversation, "messages": messages.rows, "older_cursor": None}

@@ -1,8 +1,10 @@
 """Staff admin at /admin: sign-in, security headers, and Flask-Admin views behind one guard.
 
 Every page under /admin is either the sign-in page (signin.py) or a Flask-Admin view
-whose class mixes in `StaffAccess` (views.py); that mixin is the only place access is
-decided. security.py sets the headers of every admin response.
+whose class mixes in `StaffAccess` (views/base.py); that mixin is the only place access
+is decided, and where a 404 gets the admin's own page. Any other address under /admin
+reaches the index view's catch-all (views/index.py): the same guard, then that page.
+security.py sets the headers of every admin response.
 """
 
 from __future__ import annotations

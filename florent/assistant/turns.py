@@ -9,22 +9,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, case, func, select, update
+from sqlalchemy import Interval, Row, Select, String, bindparam, case, func, select, update
 
 from ..auth import Caller
 from ..config import Settings
+from ..conversations.messages import MESSAGE, MessageCount, insert_message
 from ..conversations.schemas import TITLE_MAX_LENGTH
 from ..conversations.service import (
+    CALLERS,
     DEFAULT_TITLE,
-    MESSAGE,
+    OWNED,
     ConversationFull,
     ConversationNotFound,
     ReplyInProgress,
-    checked_id,
-    count_message,
-    insert_message,
-    owned_by,
+    owner,
 )
+from ..database import one_statement
 from ..extensions import db
 from ..models import Conversation, Message
 from .prompt import title_from_message
@@ -91,93 +91,95 @@ class Turn:
         return self.conversation.reply_started_at
 
 
+# One caller's turns start one at a time, so the count of their replies cannot be outrun.
+LOCK_CALLER = select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("lock"), 0)))
+LIVE_SINCE = func.now() - bindparam("stale_after", type_=Interval)
+REPLYING = select(func.count()).where(CALLERS, Conversation.reply_started_at > LIVE_SINCE)
+# Untitled: the default title, and never changed since created (a rename moves updated_at).
+UNTITLED = (
+    bindparam("derived_title", type_=String).is_not(None)
+    & (Conversation.title == DEFAULT_TITLE)
+    & (Conversation.updated_at == Conversation.created_at)
+)
+COUNT_TURN = MessageCount.unless(
+    {
+        ReplyInProgress: Conversation.reply_started_at.is_(None)
+        | (Conversation.reply_started_at <= LIVE_SINCE),
+        # Room for the message and for Florent's reply to it.
+        ConversationFull: Conversation.message_count <= bindparam("max_messages") - 2,
+    },
+    reply_started_at=func.now(),
+    title=case((UNTITLED, bindparam("derived_title", type_=String)), else_=Conversation.title),
+)
+COUNT_REPLY = MessageCount.unless(
+    {ConversationNotFound: Conversation.reply_started_at == bindparam("slot")},
+    reply_started_at=None,
+)
+ABANDON = (
+    update(Conversation)
+    .where(OWNED, Conversation.reply_started_at == bindparam("slot"))
+    .values(reply_started_at=None)
+)
+
+
+def _history() -> Select:
+    """The newest messages whose contents fit in :history_chars, oldest first; the newest
+    one always, whatever its length.
+
+    A running sum in SQL over the conversation's order index, newest first, of lengths
+    kept beside the contents: the contents of the messages left out are never read.
+    """
+    newest_first = (Message.created_at.desc(), Message.id.desc())
+    chars_through = func.sum(Message.content_chars).over(order_by=newest_first, rows=(None, 0))
+    walk = (
+        select(*MESSAGE, Message.content_chars, chars_through.label("chars_through"))
+        .where(Message.conversation_id == bindparam("conversation_id"))
+        .order_by(*newest_first)
+        .limit(bindparam("max_messages"))
+        .subquery()
+    )
+    return (
+        select(*(walk.c[column.key] for column in MESSAGE))
+        .where(
+            (walk.c.chars_through <= bindparam("history_chars"))
+            | (walk.c.chars_through == walk.c.content_chars)
+        )
+        .order_by(walk.c.created_at, walk.c.id)
+    )
+
+
+HISTORY = _history()
+
+
 def start_turn(caller: Caller, conversation_id: str, *, content: str, limits: Limits) -> Turn:
     """Store the person's message and claim the conversation's reply slot, atomically.
 
     Nothing is stored when the caller has too many replies in progress (TooManyReplies),
     when the slot is held by a live turn (ReplyInProgress), or when the conversation has
     no room for the message and its reply (ConversationFull). The UPDATE takes the row
-    lock first, as append_message does, so two turns cannot both claim the slot.
+    lock first, as an append does, so two turns cannot both claim the slot.
 
     A conversation that still has the default title and has never changed since it was
-    created (no message, no rename: a rename always moves `updated_at`) is titled from
-    this, its first message; a title the person set, even "New conversation", stays.
+    created is titled from this, its first message; a title the person set, even
+    "New conversation", stays.
     """
-    conversation_id = checked_id(conversation_id)
-    live_since = func.now() - limits.stale_after
-    # One caller's turns start one at a time, so the count below cannot be outrun.
-    db.session.execute(
-        select(func.pg_advisory_xact_lock(func.hashtextextended(caller_lock_key(caller), 0)))
-    )
-    replying = db.session.scalar(
-        select(func.count()).where(
-            Conversation.org_id == caller.org_id,
-            Conversation.user_id == caller.user_id,
-            Conversation.reply_started_at > live_since,
-        )
-    )
-    if replying >= limits.max_replies_in_progress:
+    params = {
+        **owner(caller, conversation_id),
+        "lock": f"florent-turns {caller.org_id} {caller.user_id}",  # ids hold no spaces
+        "stale_after": limits.stale_after,
+        "max_messages": limits.max_messages,
+        "history_chars": limits.history_chars,
+        "derived_title": title_from_message(content, TITLE_MAX_LENGTH),
+    }
+    db.session.execute(LOCK_CALLER, params)
+    if db.session.execute(REPLYING, params).scalar_one() >= limits.max_replies_in_progress:
         db.session.rollback()
         raise TooManyReplies()
-
-    values: dict[str, Any] = {"reply_started_at": func.now()}
-    title = title_from_message(content, TITLE_MAX_LENGTH)
-    if title is not None:
-        untouched = (Conversation.title == DEFAULT_TITLE) & (
-            Conversation.updated_at == Conversation.created_at
-        )
-        values["title"] = case((untouched, title), else_=Conversation.title)
-    conversation = count_message(
-        caller,
-        conversation_id,
-        unless={
-            ReplyInProgress: Conversation.reply_started_at.is_(None)
-            | (Conversation.reply_started_at <= live_since),
-            # Room for the message and for Florent's reply to it.
-            ConversationFull: Conversation.message_count <= limits.max_messages - 2,
-        },
-        also_set=values,
-    )
+    conversation = COUNT_TURN(params)
     message = insert_message(conversation, role="user", content=content)
-    history = recent_history(conversation_id, limits)
+    history = db.session.execute(HISTORY, params).all()
     db.session.commit()
-    return Turn(message, conversation, history)
-
-
-def caller_lock_key(caller: Caller) -> str:
-    return f"florent-turns {caller.org_id} {caller.user_id}"  # ids hold no spaces
-
-
-def recent_history(conversation_id: str, limits: Limits) -> list[Row[Any]]:
-    """The newest messages whose contents fit in the history budget, oldest first; the
-    newest one always, whatever its length.
-
-    A running sum in SQL over the conversation's order index, newest first: the contents
-    of the messages left out are never read.
-    """
-    newest_first = (Message.created_at.desc(), Message.id.desc())
-    walk = (
-        select(
-            *MESSAGE,
-            Message.content_chars,
-            func.sum(Message.content_chars)
-            .over(order_by=newest_first, rows=(None, 0))
-            .label("chars_through"),
-        )
-        .where(Message.conversation_id == conversation_id)
-        .order_by(*newest_first)
-        .limit(limits.max_messages)
-        .subquery()
-    )
-    rows = db.session.execute(
-        select(*(walk.c[column.key] for column in MESSAGE))
-        .where(
-            (walk.c.chars_through <= limits.history_chars)
-            | (walk.c.chars_through == walk.c.content_chars)
-        )
-        .order_by(walk.c.created_at, walk.c.id)
-    ).all()
-    return list(rows)
+    return Turn(message, conversation, list(history))
 
 
 def finish_turn(
@@ -188,12 +190,8 @@ def finish_turn(
     Raises ConversationNotFound when the conversation was deleted during the turn (or
     the turn outlived its slot): the reply then has nowhere to go.
     """
-    conversation = count_message(
-        caller,
-        conversation_id,
-        unless={ConversationNotFound: Conversation.reply_started_at == reply_started_at},
-        also_set={"reply_started_at": None},
-    )
+    params = {**owner(caller, conversation_id), "slot": reply_started_at}
+    conversation = COUNT_REPLY(params)
     message = insert_message(conversation, role="assistant", content=content)
     db.session.commit()
     return message, conversation
@@ -201,10 +199,6 @@ def finish_turn(
 
 def abandon_turn(caller: Caller, conversation_id: str, *, reply_started_at: datetime) -> None:
     """Free the reply slot without a reply (the model failed, or the client left)."""
-    db.session.execute(
-        update(Conversation)
-        .where(owned_by(caller, conversation_id))
-        .where(Conversation.reply_started_at == reply_started_at)
-        .values(reply_started_at=None)
-    )
-    db.session.commit()
+    params = {**owner(caller, conversation_id), "slot": reply_started_at}
+    with one_statement() as connection:
+        connection.execute(ABANDON, params)

@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from ..auth import current_caller
-from ..conversations import service
+from ..conversations import messages, service
 from ..conversations.schemas import MessageCreateSchema, message_created_schema
 from ..errors import json_response
 from ..validation import json_body, load
@@ -39,7 +39,7 @@ def send_message(conversation_id: str) -> Response:
     content = load(message_create_schema, json_body())["content"]
     caller, server, limits = current_caller(), model_server(), turn_limits()
     if server is None:
-        message, conversation = service.append_message(
+        message, conversation = messages.append_message(
             caller, conversation_id, content=content, max_messages=limits.max_messages
         )
         return json_response(

@@ -13,8 +13,9 @@ import secrets
 import threading
 import time
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 
+from ..database import one_statement
 from ..extensions import db
 from ..ids import is_object_id, new_object_id
 from ..models import API_KEY_SCHEME, ApiKey, api_key_user_id
@@ -25,6 +26,10 @@ __all__ = ["API_KEY_PATTERN", "API_KEY_SCHEME", "issue_api_key", "list_api_keys"
 API_KEY_PATTERN = re.compile(re.escape(API_KEY_SCHEME) + r"([0-9a-f]{24})_([A-Za-z0-9_-]{43})")
 # Use is recorded at most this often per key and process, not written on every request.
 LAST_USED_RESOLUTION_SECONDS = 60.0
+
+FIND_KEY = select(ApiKey.org_id, ApiKey.secret_hash, ApiKey.revoked_at).where(
+    ApiKey.id == bindparam("id")
+)
 
 _last_used: dict[str, float] = {}
 _last_used_lock = threading.Lock()
@@ -80,10 +85,8 @@ def api_key_caller(token: str) -> Caller:
     if match is None:
         raise unauthorized()
     key_id, secret = match.groups()
-    row = db.session.execute(
-        select(ApiKey.org_id, ApiKey.secret_hash, ApiKey.revoked_at).where(ApiKey.id == key_id)
-    ).first()
-    db.session.rollback()  # the use case that follows runs in a transaction of its own
+    with one_statement() as connection:
+        row = connection.execute(FIND_KEY, {"id": key_id}).first()
     if row is None or not hmac.compare_digest(hash_secret(secret), row.secret_hash):
         raise unauthorized()
     if row.revoked_at is not None:
@@ -99,13 +102,13 @@ def _record_use(key_id: str) -> None:
         if now - _last_used.get(key_id, float("-inf")) < LAST_USED_RESOLUTION_SECONDS:
             return
         _last_used[key_id] = now
-    db.session.execute(
-        update(ApiKey)
-        .where(ApiKey.id == key_id)
-        .where(
-            ApiKey.last_used_at.is_(None)
-            | (ApiKey.last_used_at < func.now() - text("interval '60 seconds'"))
+    with one_statement() as connection:
+        connection.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id)
+            .where(
+                ApiKey.last_used_at.is_(None)
+                | (ApiKey.last_used_at < func.now() - text("interval '60 seconds'"))
+            )
+            .values(last_used_at=func.now())
         )
-        .values(last_used_at=func.now())
-    )
-    db.session.commit()

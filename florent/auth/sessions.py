@@ -139,11 +139,17 @@ class SessionTokens:
         self._lock = threading.Lock()
 
     def caller(self, token: str) -> Caller:
+        cached = self._verified.get(token)
+        # A cached token is trusted while its key is still the current key set's for its
+        # kid: a key removed from the set fails here.
+        if (
+            cached is not None
+            and cached.trusted_until > time.time()
+            and self._signing_key(cached.kid) is cached.key
+        ):
+            return cached.caller
         kid = self._kid(token)
         key = self._signing_key(kid)
-        cached = self._verified.get(token)
-        if cached is not None and cached.key is key and cached.trusted_until > time.time():
-            return cached.caller
         caller, expires_at = self._verify(token, key)
         with self._lock:
             if len(self._verified) >= VERIFIED_CACHE_SIZE:

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert
 from ..auth import Caller
 from ..extensions import db
 from ..models import IdempotencyKey
-from .service import insert_conversation
+from .service import INSERT_CONVERSATION, new_conversation
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,9 @@ def create_conversation_once(
             raise IdempotencyKeyReused()
         return StoredResponse(stored.response_status, stored.response_body, replayed=True)
 
-    conversation = insert_conversation(caller, model=model, **fields)
+    conversation = db.session.execute(
+        INSERT_CONVERSATION, new_conversation(caller, model=model, **fields)
+    ).one()
     body = render(conversation)
     db.session.execute(
         update(IdempotencyKey)

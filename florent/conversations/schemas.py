@@ -43,6 +43,13 @@ class OutputSchema(Schema):
     class Meta:
         unknown = EXCLUDE  # no `additionalProperties` in the document, as in the seed's
 
+    def get_attribute(self, obj: Any, attr: str, default: Any) -> Any:
+        # marshmallow's documented hook for reading values. Its default tries obj[attr]
+        # first, which on a row (indexed by position) raises and is caught on every field.
+        if isinstance(obj, dict):
+            return obj.get(attr, default)
+        return getattr(obj, attr, default)
+
 
 # -- Conversations -----------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, request, url_for
 from ..auth import current_caller
 from ..errors import ApiError, issue, json_response
 from ..validation import json_body, load, load_query
-from . import idempotency, service
+from . import idempotency, messages, service
 from .cursors import InvalidCursor, Position, decode_cursor, encode_cursor
 from .schemas import (
     ConversationCreateSchema,
@@ -124,13 +124,13 @@ def list_conversations() -> Response:
 def get_conversation(conversation_id: str) -> Response:
     """The conversation and its newest messages, oldest first."""
     query = load_query(conversation_query_schema)
-    conversation, messages = service.get_conversation(
+    conversation, newest = messages.get_conversation(
         current_caller(), conversation_id, messages_limit=query["messages_limit"]
     )
-    older = write_cursor(messages.next, messages_scope(conversation_id))
+    older = write_cursor(newest.next, messages_scope(conversation_id))
     return json_response(
         conversation_detail_schema.dump(
-            {"conversation": conversation, "messages": messages.rows, "older_cursor": older}
+            {"conversation": conversation, "messages": newest.rows, "older_cursor": older}
         ),
         200,
     )
@@ -141,7 +141,7 @@ def list_messages(conversation_id: str) -> Response:
     """Earlier messages of the conversation, a page at a time going back, oldest first."""
     query = load_query(message_page_query_schema)
     scope = messages_scope(conversation_id)
-    page = service.list_messages(
+    page = messages.list_messages(
         current_caller(),
         conversation_id,
         limit=query["limit"],

@@ -1,0 +1,88 @@
+"""Messages, newest first, each with its conversation's title."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from flask import g, url_for
+from flask_admin.contrib.sqla.filters import FilterEqual
+from markupsafe import Markup
+from sqlalchemy import select
+
+from ...extensions import db
+from ...models import Conversation, Message
+from .base import StaffModelView, excerpt, link
+
+
+def remember_titles(messages: Iterable[Message]) -> None:
+    """The titles of these messages' conversations, read in one statement (there is no
+    relationship to load them by), for the rows about to be shown."""
+    ids = {message.conversation_id for message in messages}
+    rows = (
+        db.session.execute(
+            select(Conversation.id, Conversation.title).where(Conversation.id.in_(ids))
+        ).all()
+        if ids
+        else []
+    )
+    g.admin_conversation_titles = {conversation_id: title for conversation_id, title in rows}
+
+
+def conversation_link(message: Message) -> Any:
+    title = g.get("admin_conversation_titles", {}).get(message.conversation_id)
+    return link(
+        url_for("conversations.details_view", id=message.conversation_id),
+        title or message.conversation_id,
+    )
+
+
+class MessageView(StaffModelView):
+    can_view_details = True
+    column_list = ("conversation_id", "role", "created_at", "content")
+    column_details_list = ("id", "conversation_id", "role", "created_at", "content")
+    column_labels: ClassVar[dict[str, str]] = {
+        "id": "Id",
+        "conversation_id": "Conversation",
+        "created_at": "Created",
+    }
+    column_filters = (
+        FilterEqual(Message.conversation_id, "Conversation"),
+        FilterEqual(Message.role, "Role"),
+        "created_at",
+    )
+    column_default_sort = ("id", True)
+    sort_by: ClassVar[dict[str, Any] | None] = {"created_at": Message.id}
+    column_formatters: ClassVar[dict[str, Any]] = {
+        "conversation_id": lambda view, context, model, name: conversation_link(model),
+        "content": lambda view, context, model, name: excerpt(model.content),
+    }
+    column_formatters_detail: ClassVar[dict[str, Any]] = {
+        "conversation_id": lambda view, context, model, name: conversation_link(model),
+        "content": lambda view, context, model, name: Markup(
+            '<div class="message-content">{}</div>'
+        ).format(model.content),
+    }
+
+    def get_list(  # type: ignore[override]
+        self,
+        page: int | None,
+        sort_column: str | None,
+        sort_desc: bool,
+        search: str | None,
+        filters: Any,
+        execute: bool = True,
+        page_size: int | None = None,
+    ) -> tuple[int | None, Any]:
+        count, messages = super().get_list(
+            page, sort_column, sort_desc, search, filters, execute, page_size
+        )
+        if execute:
+            remember_titles(messages)
+        return count, messages
+
+    def get_one(self, id: Any) -> Message | None:
+        message = super().get_one(id)
+        if message is not None:
+            remember_titles([message])
+        return message
