@@ -1,7 +1,8 @@
 """gunicorn settings, read by `gunicorn wsgi:app` from the working directory.
 
 Every value can be overridden from the environment (README, "Running in production").
-It imports nothing of the app.
+It imports nothing of the app: gevent must patch the standard library before the app
+(and psycopg, and httpx) is imported, which gunicorn's gevent worker does in each worker.
 """
 
 import multiprocessing
@@ -12,21 +13,22 @@ def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
-STREAMS = bool(os.environ.get("FLORENT_LLM_BASE_URL", "").strip())
-
 # Loopback unless told otherwise: the service belongs behind a buffering proxy.
 bind = os.environ.get("GUNICORN_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
-workers = _int("GUNICORN_WORKERS", multiprocessing.cpu_count() + 1)
-# A streamed reply holds what serves it for its whole length: threads serve many at once.
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread" if STREAMS else "sync")
-threads = _int("GUNICORN_THREADS", 16 if STREAMS else 1)
-# Without streams a request is bounded by the app's own timeouts (database about 3 s,
-# JWKS about 2 s), so a sync worker silent this long is stuck and is replaced.
+# gevent: each worker serves many connections at once on greenlets, so a streamed reply
+# (seconds to minutes, mostly waiting on the model) costs a greenlet, not a worker.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+workers = _int("GUNICORN_WORKERS", multiprocessing.cpu_count())
+# Connections one worker serves at once: open replies, sockets and kept-alive clients.
+worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", 1000)
+threads = _int("GUNICORN_THREADS", 1)  # gthread only
+# gevent and gthread workers only miss their heartbeat when CPU-bound for this long.
 timeout = _int("GUNICORN_TIMEOUT", 30)
+# On a restart, open replies get this long to finish before they are cut.
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)
-# Each worker touches a heartbeat file on every request; gunicorn's docs advise memory
-# rather than a disk-backed filesystem for it.
+# Each worker touches a heartbeat file; gunicorn's docs advise memory rather than a
+# disk-backed filesystem for it.
 worker_tmp_dir = os.environ.get(
     "GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else None
 )

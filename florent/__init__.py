@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask
@@ -10,6 +11,7 @@ from flask import Flask
 from .admin import init_admin
 from .api import init_api
 from .assistant import init_assistant
+from .assistant.sockets import bp as sockets_bp
 from .auth import EXTENSION as AUTH_EXTENSION
 from .auth import Authenticator
 from .auth.sessions import DevSigningKey, SessionTokens
@@ -18,13 +20,15 @@ from .config import Settings, read_settings, sqlalchemy_url
 from .database import database_config, init_database
 from .devdb import EmbeddedPostgres
 from .errors import register_error_handlers
-from .extensions import db, migrate
+from .extensions import db, migrate, sock
 from .limits import Throttle
 from .observability import init_observability
 from .openapi import bp as openapi_bp
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_BODY_BYTES = 1024 * 1024
+# The server pings an open socket this often; a socket that does not answer is closed.
+SOCKET_PING_SECONDS = 25
 
 
 def create_app(settings: Settings | None = None, *, instance_path: str | None = None) -> Flask:
@@ -69,14 +73,34 @@ def create_app(settings: Settings | None = None, *, instance_path: str | None = 
         if settings.rate_limit_enabled
         else None,
     )
-    init_assistant(app, settings)
+    init_assistant(app, settings, listen_url=_listen_url(settings, embedded))
     init_api(app)
     app.register_blueprint(openapi_bp)
+    init_sockets(app)
 
     register_error_handlers(app)
     init_admin(app, throttle_storage_uri=settings.rate_limit_storage_uri)
     register_cli(app)
     return app
+
+
+def _listen_url(settings: Settings, embedded: EmbeddedPostgres | None) -> Callable[[], str]:
+    """Where stop signals are listened for: PostgreSQL itself (a pooler cannot LISTEN)."""
+    if settings.database_listen_url:
+        return lambda: settings.database_listen_url
+    if embedded is not None:
+        return embedded.url
+    return lambda: settings.database_url
+
+
+def init_sockets(app: Flask) -> None:
+    app.config["SOCK_SERVER_OPTIONS"] = {
+        "ping_interval": SOCKET_PING_SECONDS,
+        # A message frame holds at most 32,000 characters, 4 bytes each, and some JSON.
+        "max_message_size": 256 * 1024,
+    }
+    sock.init_app(app)
+    app.register_blueprint(sockets_bp)
 
 
 def _dev_signing_key(app: Flask) -> DevSigningKey:

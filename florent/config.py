@@ -34,7 +34,7 @@ class Settings:
     model: str = "florent-gpt-4"
     # Connections each process may hold: the pool, and how far past it a burst may go.
     database_pool_size: int = 5
-    database_max_overflow: int = 10
+    database_max_overflow: int = 5
     # Per-caller API limits, in Flask-Limiter's notation; generous by default.
     rate_limit: str = "100 per second;6000 per minute"
     # Failed authentications allowed per client address (a flood of bad tokens).
@@ -57,6 +57,18 @@ class Settings:
     llm_turn_timeout: float = 180.0
     # History sent with each turn, in code points: about 12k tokens for most models.
     llm_history_chars: int = 48_000
+    # The longest reply asked of the model (sent as `max_tokens`).
+    llm_max_tokens: int = 4096
+    # Connections a process may open to the model server: one per reply it relays, so
+    # at least what a worker may serve at once (gunicorn's worker_connections).
+    llm_max_connections: int = 1000
+    # While the model is silent, a streamed reply sends a comment this often, so proxies
+    # and clients see the connection alive.
+    stream_heartbeat_seconds: float = 15.0
+    # Pieces of a reply generated within this window are sent as one (0: each at once).
+    stream_coalesce_ms: float = 0.0
+    # Where stop signals are listened for: PostgreSQL itself, not a transaction pooler.
+    database_listen_url: str | None = None
 
     @property
     def is_production(self) -> bool:
@@ -89,7 +101,9 @@ def read_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         audience=get("WORKOS_AUDIENCE"),
         model=get("FLORENT_MODEL") or Settings.model,
         database_pool_size=number(int, "DATABASE_POOL_SIZE", "database_pool_size"),
-        database_max_overflow=_count(get("DATABASE_MAX_OVERFLOW"), Settings.database_max_overflow),
+        database_max_overflow=_count(
+            get("DATABASE_MAX_OVERFLOW"), Settings.database_max_overflow, "DATABASE_MAX_OVERFLOW"
+        ),
         rate_limit=get("RATELIMIT_DEFAULT") or Settings.rate_limit,
         auth_failure_limit=get("RATELIMIT_AUTH_FAILURES") or Settings.auth_failure_limit,
         rate_limit_enabled=(get("RATELIMIT_ENABLED") or "true").lower() not in FALSE_WORDS,
@@ -104,6 +118,15 @@ def read_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         llm_read_timeout=number(float, "FLORENT_LLM_READ_TIMEOUT", "llm_read_timeout"),
         llm_turn_timeout=number(float, "FLORENT_LLM_TURN_TIMEOUT", "llm_turn_timeout"),
         llm_history_chars=number(int, "FLORENT_LLM_HISTORY_CHARS", "llm_history_chars"),
+        llm_max_tokens=number(int, "FLORENT_LLM_MAX_TOKENS", "llm_max_tokens"),
+        llm_max_connections=number(int, "GUNICORN_WORKER_CONNECTIONS", "llm_max_connections"),
+        stream_heartbeat_seconds=number(
+            float, "FLORENT_STREAM_HEARTBEAT_SECONDS", "stream_heartbeat_seconds"
+        ),
+        stream_coalesce_ms=_count(
+            get("FLORENT_STREAM_COALESCE_MS"), 0, "FLORENT_STREAM_COALESCE_MS"
+        ),
+        database_listen_url=get("DATABASE_LISTEN_URL"),
     )
     check(settings)
     return settings
@@ -147,12 +170,12 @@ def _positive(kind: type[N], name: str, value: str | None, default: N) -> N:
     return number
 
 
-def _count(value: str | None, default: int) -> int:
+def _count(value: str | None, default: int, name: str) -> int:
     """A whole number, zero allowed."""
     if value is None:
         return default
     if not value.isdigit():
-        raise ConfigError(f"DATABASE_MAX_OVERFLOW must be a whole number, not {value!r}")
+        raise ConfigError(f"{name} must be a whole number, not {value!r}")
     return int(value)
 
 

@@ -91,7 +91,7 @@ def is_api_request() -> bool:
 def domain_errors() -> dict[type[Exception], Callable[[Any], ApiError]]:
     """Each domain error, and what a client sees of it."""
     # Imported here: the domain packages import this module for ApiError.
-    from .assistant.turns import AssistantUnavailable, TooManyReplies
+    from .assistant.turns import AssistantUnavailable, NoReplyInProgress, TooManyReplies
     from .conversations.schemas import message_schema
     from .conversations.service import ConversationFull, ConversationNotFound, ReplyInProgress
 
@@ -99,6 +99,7 @@ def domain_errors() -> dict[type[Exception], Callable[[Any], ApiError]]:
         ConversationNotFound: lambda _: ApiError(404, "not_found"),
         ConversationFull: lambda _: ApiError(409, "conversation_full"),
         ReplyInProgress: lambda _: ApiError(409, "reply_in_progress"),
+        NoReplyInProgress: lambda _: ApiError(409, "no_reply_in_progress"),
         TooManyReplies: lambda error: ApiError(
             429, "too_many_replies", headers={"Retry-After": str(error.retry_after)}
         ),
@@ -109,6 +110,15 @@ def domain_errors() -> dict[type[Exception], Callable[[Any], ApiError]]:
             message=message_schema.dump(error.message) if error.message else None,
         ),
     }
+
+
+def as_api_error(error: Exception) -> ApiError | None:
+    """What a client sees of a domain error (None: it is not one), for a channel that has
+    no error handlers of its own (the WebSocket)."""
+    if isinstance(error, ApiError):
+        return error
+    to_api_error = domain_errors().get(type(error))
+    return to_api_error(error) if to_api_error else None
 
 
 def register_error_handlers(app: Flask) -> None:

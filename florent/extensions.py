@@ -4,6 +4,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
+from flask_sock import Sock
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
@@ -30,3 +31,5 @@ migrate = Migrate()
 limiter = Limiter(key_func=get_remote_address)
 csrf = CSRFProtect()
 login_manager = LoginManager()
+# The conversation WebSocket (simple-websocket: works under gevent and threads alike).
+sock = Sock()

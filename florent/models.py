@@ -89,14 +89,35 @@ class Message(db.Model):
     # Kept beside the content so that summing the history's length never reads (and
     # decompresses) the contents themselves.
     content_chars: Mapped[int] = mapped_column(Computed("char_length(content)", persisted=True))
+    # `stopped`: a reply of Florent's that the person stopped; what was generated so far.
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'complete'"))
     created_at: Mapped[datetime] = timestamp(server_default=NOW_MS)
 
     __table_args__ = (
         CheckConstraint(OBJECT_ID_CHECK, name="id_is_object_id"),
         CheckConstraint("role IN ('user', 'assistant')", name="role_known"),
+        CheckConstraint("status IN ('complete', 'stopped')", name="status_known"),
         # A conversation's messages in order, walked from either end; serves the cascade.
         Index("ix_messages_conversation_order", "conversation_id", "created_at", "id"),
     )
+
+
+class SocketTicket(db.Model):
+    """A single-use ticket that opens one conversation's WebSocket (a browser cannot put
+    a bearer token on the upgrade). Only a SHA-256 of it is stored; using it deletes it."""
+
+    __tablename__ = "socket_tickets"
+
+    ticket_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(String(255))
+    conversation_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    expires_at: Mapped[datetime] = timestamp()
+
+    # Serves the purge of expired tickets.
+    __table_args__ = (Index("ix_socket_tickets_expires_at", "expires_at"),)
 
 
 class ApiKey(db.Model):

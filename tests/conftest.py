@@ -213,6 +213,26 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+# -- A model server -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def model_server() -> Iterator[Any]:
+    from .fake_model_server import FakeModelServer
+
+    server = FakeModelServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def model(model_server: Any) -> Iterator[Any]:
+    """The fake model server, healthy and with a fresh record."""
+    model_server.reset()
+    yield model_server
+    model_server.reset()
+
+
 # -- Callers ------------------------------------------------------------------
 
 TokenFactory = Callable[..., str]

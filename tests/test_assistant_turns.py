@@ -25,27 +25,13 @@ from florent.models import Conversation, Message
 
 from .conftest import dispose_engines, free_port, make_settings, recorded_statements
 from .factories import URL, create_conversation
-from .fake_model_server import COMPLETIONS_PATH, FakeModelServer
+from .fake_model_server import COMPLETIONS_PATH
 
 STREAM = {"Accept": "text/event-stream"}
 API_KEY = "sk-test-florent"
 
 
 # -- Fixtures -------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def model_server() -> Iterator[FakeModelServer]:
-    server = FakeModelServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def model(model_server: FakeModelServer) -> Iterator[FakeModelServer]:
-    model_server.reset()
-    yield model_server
-    model_server.reset()
 
 
 def close_app(app: Flask) -> None:
@@ -675,7 +661,7 @@ def test_concurrent_messages_make_one_turn_and_409s(florent, florent_server, cha
 
 def test_a_turn_that_died_does_not_block_the_conversation_forever(florent, chat, alice, model):
     conversation = create_conversation(chat, alice, title="Stale")
-    stale_after = florent.extensions["florent.turn_limits"].stale_after
+    stale_after = florent.extensions["florent.assistant"].limits.stale_after
 
     def claimed(ago: timedelta) -> int:
         with florent.app_context():

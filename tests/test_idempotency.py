@@ -9,6 +9,7 @@ import pytest
 import requests
 from sqlalchemy import func, select, text
 
+from florent import housekeeping
 from florent.conversations import idempotency
 from florent.extensions import db
 from florent.models import Conversation
@@ -114,7 +115,7 @@ def test_purge_deletes_only_expired_keys(app, client, alice):
 
 def test_expired_keys_are_purged_by_the_service_itself_in_batches(app, client, alice, monkeypatch):
     monkeypatch.setattr(idempotency, "PURGE_BATCH", 3)
-    monkeypatch.setattr(idempotency, "_last_purge", float("-inf"))
+    housekeeping.forget("idempotency keys")
     for n in range(8):
         client.post(URL, json={}, headers={**alice, "Idempotency-Key": f"old-{n}"})
     with app.app_context():
@@ -122,7 +123,7 @@ def test_expired_keys_are_purged_by_the_service_itself_in_batches(app, client, a
             text("UPDATE idempotency_keys SET created_at = now() - interval '2 days'")
         )
         db.session.commit()
-    monkeypatch.setattr(idempotency, "_last_purge", float("-inf"))
+    housekeeping.forget("idempotency keys")
 
     client.post(URL, json={}, headers={**alice, "Idempotency-Key": "new"})
 

@@ -24,7 +24,8 @@ def test_append_stores_the_message_and_updates_the_conversation(app, client, ali
     assert response.status_code == 201
     body = response.get_json()
     message, updated = body["message"], body["conversation"]
-    assert set(message) == {"_id", "conversationId", "role", "content", "createdAt"}
+    assert set(message) == {"_id", "conversationId", "role", "content", "status", "createdAt"}
+    assert message["status"] == "complete"
     assert len(message["_id"]) == 24
     assert (message["conversationId"], message["role"], message["content"]) == (
         conversation["_id"],

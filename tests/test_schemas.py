@@ -43,7 +43,7 @@ def test_rows_dump_to_every_field_of_the_contract(app, client, alice):
     assert (empty["messageCount"], empty["lastMessageAt"]) == (0, None)
     assert list(detail) == ["conversation", "messages", "olderMessagesCursor"]
     (message,) = detail["messages"]
-    assert list(message) == ["_id", "conversationId", "role", "content", "createdAt"]
+    assert list(message) == ["_id", "conversationId", "role", "content", "status", "createdAt"]
     assert TIMESTAMP.fullmatch(message["createdAt"])
     assert detail["conversation"]["lastMessageAt"] == message["createdAt"]
 

@@ -1,30 +1,46 @@
-"""Florent's replies: the prompt, the model server client, turns and their views."""
+"""Florent's replies: the prompt, the model server client, turns, stops, and the views
+that relay replies (server-sent events, the WebSocket)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from flask import Flask, current_app
 
 from ..config import Settings
 from .model_server import ModelServer
+from .reply import Relay
+from .stops import StopSignals
 from .turns import Limits
 
 EXTENSION = "florent.assistant"
 
 
-def init_assistant(app: Flask, settings: Settings) -> None:
-    server = ModelServer.from_settings(settings)
-    app.extensions[EXTENSION] = server
-    app.extensions["florent.turn_limits"] = Limits.from_settings(settings)
+class Assistant:
+    """What replies need, one per app: the model server (None: Florent makes no
+    replies), the bounds of a turn, how replies are relayed, and the stop signals."""
+
+    def __init__(self, settings: Settings, listen_url: Callable[[], str]):
+        self.server = ModelServer.from_settings(settings)
+        self.limits = Limits.from_settings(settings)
+        self.relay = Relay(
+            heartbeat_seconds=settings.stream_heartbeat_seconds,
+            coalesce_seconds=settings.stream_coalesce_ms / 1000,
+        )
+        self.stops = StopSignals(listen_url)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        self.stops.close()
+
+
+def init_assistant(app: Flask, settings: Settings, *, listen_url: Callable[[], str]) -> None:
+    app.extensions[EXTENSION] = Assistant(settings, listen_url)
     # httpx logs every request at INFO; the "reply" line says more, once per turn.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def model_server() -> ModelServer | None:
-    """The configured model server, or None: then Florent makes no replies."""
-    return current_app.extensions.get(EXTENSION)
-
-
-def turn_limits() -> Limits:
-    return current_app.extensions["florent.turn_limits"]
+def assistant() -> Assistant:
+    return current_app.extensions[EXTENSION]

@@ -33,7 +33,8 @@ class ModelServer:
     """An OpenAI-compatible chat completions endpoint, read as a stream.
 
     One httpx client per process: it pools connections (and TLS sessions) to the model
-    server across turns, and is safe to share between threads.
+    server across turns, and is safe to share between threads and greenlets (it is made
+    in the worker, after gevent has patched the standard library).
     """
 
     def __init__(
@@ -44,14 +45,21 @@ class ModelServer:
         connect_timeout: float,
         read_timeout: float,
         turn_timeout: float,
+        max_tokens: int,
+        max_connections: int,
     ):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.turn_timeout = turn_timeout
+        self.max_tokens = max_tokens
         headers = {"Accept": "text/event-stream"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self._client = httpx.Client(
+        self.client = httpx.Client(
             headers=headers,
+            # Every reply a worker relays holds a connection to the model server.
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
             # `read` bounds each wait for the next bytes (the first token included),
             # not the whole reply: the turn's deadline does that.
             timeout=httpx.Timeout(
@@ -69,21 +77,59 @@ class ModelServer:
             connect_timeout=settings.llm_connect_timeout,
             read_timeout=settings.llm_read_timeout,
             turn_timeout=settings.llm_turn_timeout,
+            max_tokens=settings.llm_max_tokens,
+            max_connections=settings.llm_max_connections,
         )
 
     def close(self) -> None:
-        self._client.close()
+        self.client.close()
 
-    def stream_reply(self, model: str, messages: list[dict[str, str]]) -> Iterator[str]:
+    def open(self, model: str, messages: list[dict[str, str]]) -> ModelStream:
+        """A reply to ask for; iterating it asks, and yields the text as it comes."""
+        return ModelStream(self, model, messages)
+
+    def until(self, deadline: float, lines: Iterable[str]) -> Iterator[str]:
+        """The lines, checked against the deadline one by one (keep-alive comments too)."""
+        for line in lines:
+            if time.monotonic() > deadline:
+                raise ModelServerError(f"no whole reply in {self.turn_timeout:g} s")
+            yield line
+
+
+class ModelStream:
+    """One reply being read from the model server; `cancel` hangs up on it from another
+    thread or greenlet (under gevent a read waiting on it ends at once; under threads,
+    at its next bytes)."""
+
+    def __init__(self, server: ModelServer, model: str, messages: list[dict[str, str]]):
+        self.server, self.model, self.messages = server, model, messages
+        self._response: httpx.Response | None = None
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        if self._response is not None:
+            self._response.close()
+
+    def __iter__(self) -> Iterator[str]:
         """The reply's text, piece by piece as the model generates it.
 
         Raises ModelServerError unless the reply arrives whole within the turn's
         deadline. Closing the iterator early closes the request to the model server.
         """
-        deadline = time.monotonic() + self.turn_timeout
-        body = {"model": model, "messages": messages, "stream": True}
+        server = self.server
+        deadline = time.monotonic() + server.turn_timeout
+        body = {
+            "model": self.model,
+            "messages": self.messages,
+            "stream": True,
+            "max_tokens": server.max_tokens,
+        }
         try:
-            with self._client.stream("POST", self.url, json=body) as response:
+            with server.client.stream("POST", server.url, json=body) as response:
+                self._response = response
+                if self._cancelled:
+                    return
                 if response.status_code != httpx.codes.OK:
                     raise ModelServerError(
                         f"HTTP {response.status_code}: {_head(response, ERROR_BODY_LOGGED)!r}"
@@ -94,8 +140,8 @@ class ModelServer:
                     return
                 response.encoding = "utf-8"  # what SSE always is, whatever the header says
                 length, finished = 0, False
-                for data in sse_data(self._until(deadline, response.iter_lines())):
-                    if data == "[DONE]":
+                for data in sse_data(server.until(deadline, response.iter_lines())):
+                    if data == "[DONE]" or self._cancelled:
                         return
                     for text, finish_reason in _chunk_parts(data):
                         finished = finished or finish_reason is not None
@@ -110,13 +156,6 @@ class ModelServer:
             raise ModelServerError(f"timed out ({type(error).__name__})") from error
         except httpx.HTTPError as error:
             raise ModelServerError(f"{type(error).__name__}: {error}") from error
-
-    def _until(self, deadline: float, lines: Iterable[str]) -> Iterator[str]:
-        """The lines, checked against the deadline one by one (keep-alive comments too)."""
-        for line in lines:
-            if time.monotonic() > deadline:
-                raise ModelServerError(f"no whole reply in {self.turn_timeout:g} s")
-            yield line
 
 
 def sse_data(lines: Iterable[str]) -> Iterator[str]:

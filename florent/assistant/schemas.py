@@ -1,4 +1,5 @@
-"""The outputs of a chat turn (its input is the conversations' MessageCreateSchema)."""
+"""The outputs of chat turns, stops and sockets (a turn's input is the conversations'
+MessageCreateSchema)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,10 @@ class TurnSchema(OutputSchema):
     messages = fields.List(
         fields.Nested(MessageSchema),
         required=True,
-        metadata={"description": "`[user message, assistant message]`."},
+        metadata={
+            "description": "`[user message, assistant message]`; only the user message when "
+            "the reply was stopped before its first word."
+        },
     )
     conversation = fields.Nested(ConversationSchema, required=True)
 
@@ -41,6 +45,42 @@ class ReplyDeltaSchema(OutputSchema):
         title = "FlorentReplyDelta"
 
 
+class ReplyStoppedSchema(OutputSchema):
+    """The data of a `stopped` event: the reply as far as it went (status `stopped`), or
+    null when it was stopped before its first word; and the conversation."""
+
+    message = fields.Nested(MessageSchema, required=True, allow_none=True)
+    conversation = fields.Nested(ConversationSchema, required=True)
+
+    class Meta(OutputSchema.Meta):
+        title = "FlorentReplyStopped"
+
+
+class StoppingSchema(OutputSchema):
+    stopping = fields.Boolean(required=True)
+
+    class Meta(OutputSchema.Meta):
+        title = "FlorentStopping"
+
+
+class SocketTicketSchema(OutputSchema):
+    """A ticket for the conversation's WebSocket: connect to `wsUrl + "?ticket=" + ticket`."""
+
+    ticket = fields.String(required=True, metadata={"description": "Single use."})
+    expiresInSeconds = fields.Integer(attribute="expires_in", required=True)
+    wsUrl = fields.String(
+        attribute="ws_url",
+        required=True,
+        metadata={"description": "The socket's absolute `ws://` or `wss://` URL."},
+    )
+
+    class Meta(OutputSchema.Meta):
+        title = "FlorentSocketTicket"
+
+
 message_unanswered_schema = MessageUnansweredSchema()
 turn_schema = TurnSchema()
 reply_delta_schema = ReplyDeltaSchema()
+reply_stopped_schema = ReplyStoppedSchema()
+stopping_schema = StoppingSchema()
+socket_ticket_schema = SocketTicketSchema()

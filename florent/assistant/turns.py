@@ -17,6 +17,7 @@ from ..conversations.messages import MESSAGE, MessageCount, insert_message
 from ..conversations.schemas import TITLE_MAX_LENGTH
 from ..conversations.service import (
     CALLERS,
+    CONVERSATION,
     DEFAULT_TITLE,
     OWNED,
     ConversationFull,
@@ -41,6 +42,10 @@ class TooManyReplies(Exception):
     """The caller already has as many replies in progress as they may."""
 
     retry_after = TOO_MANY_REPLIES_RETRY_AFTER
+
+
+class NoReplyInProgress(Exception):
+    """There is no reply to stop in this conversation."""
 
 
 class AssistantUnavailable(Exception):
@@ -119,7 +124,13 @@ ABANDON = (
     update(Conversation)
     .where(OWNED, Conversation.reply_started_at == bindparam("slot"))
     .values(reply_started_at=None)
+    .returning(*CONVERSATION)
 )
+
+
+REPLY_SLOT = select(
+    Conversation.reply_started_at, (Conversation.reply_started_at > LIVE_SINCE).label("live")
+).where(OWNED)
 
 
 def _history() -> Select:
@@ -183,22 +194,41 @@ def start_turn(caller: Caller, conversation_id: str, *, content: str, limits: Li
 
 
 def finish_turn(
-    caller: Caller, conversation_id: str, *, reply_started_at: datetime, content: str
+    caller: Caller,
+    conversation_id: str,
+    *,
+    reply_started_at: datetime,
+    content: str,
+    status: str = "complete",
 ) -> tuple[Row[Any], Row[Any]]:
-    """Store Florent's reply and free the reply slot, atomically.
+    """Store Florent's reply (complete, or stopped) and free the reply slot, atomically.
 
     Raises ConversationNotFound when the conversation was deleted during the turn (or
     the turn outlived its slot): the reply then has nowhere to go.
     """
     params = {**owner(caller, conversation_id), "slot": reply_started_at}
     conversation = COUNT_REPLY(params)
-    message = insert_message(conversation, role="assistant", content=content)
+    message = insert_message(conversation, role="assistant", content=content, status=status)
     db.session.commit()
     return message, conversation
 
 
-def abandon_turn(caller: Caller, conversation_id: str, *, reply_started_at: datetime) -> None:
-    """Free the reply slot without a reply (the model failed, or the client left)."""
+def abandon_turn(caller: Caller, conversation_id: str, reply_started_at: datetime) -> Row[Any]:
+    """Free the reply slot without a reply (the model failed, the client left, or the
+    person stopped it before its first word); the conversation, or None if it is gone."""
     params = {**owner(caller, conversation_id), "slot": reply_started_at}
     with one_statement() as connection:
-        connection.execute(ABANDON, params)
+        return connection.execute(ABANDON, params).first()
+
+
+def reply_in_progress(caller: Caller, conversation_id: str, limits: Limits) -> datetime:
+    """When the conversation's reply in progress took its slot (what names the reply to
+    stop); NoReplyInProgress when there is none, or only a dead turn's."""
+    params = {**owner(caller, conversation_id), "stale_after": limits.stale_after}
+    with one_statement() as connection:
+        slot = connection.execute(REPLY_SLOT, params).first()
+    if slot is None:
+        raise ConversationNotFound()
+    if not slot.live:
+        raise NoReplyInProgress()
+    return slot.reply_started_at

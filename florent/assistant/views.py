@@ -1,4 +1,5 @@
-"""POST .../messages: the person's message, and Florent's reply as JSON or streamed."""
+"""Chat turns over HTTP: the person's message and Florent's reply, as JSON or streamed;
+Stop; and tickets for the conversation's WebSocket."""
 
 from __future__ import annotations
 
@@ -7,18 +8,26 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, g, request, url_for
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from ..auth import current_caller
-from ..conversations import messages, service
+from ..conversations import messages
 from ..conversations.schemas import MessageCreateSchema, message_created_schema
+from ..conversations.service import ConversationNotFound
 from ..errors import json_response
 from ..validation import json_body, load
-from . import model_server, turn_limits, turns
-from .reply import Reply
-from .schemas import message_unanswered_schema, reply_delta_schema, turn_schema
+from . import assistant, sockets, turns
+from .reply import HEARTBEAT, Reply
+from .schemas import (
+    message_unanswered_schema,
+    reply_delta_schema,
+    reply_stopped_schema,
+    socket_ticket_schema,
+    stopping_schema,
+    turn_schema,
+)
 from .turns import AssistantUnavailable
 
 log = logging.getLogger(__name__)
@@ -37,19 +46,16 @@ message_create_schema = MessageCreateSchema()
 def send_message(conversation_id: str) -> Response:
     """Add the caller's message to the conversation, and Florent's reply (streamed on request)."""
     content = load(message_create_schema, json_body())["content"]
-    caller, server, limits = current_caller(), model_server(), turn_limits()
-    if server is None:
+    caller, florent = current_caller(), assistant()
+    if florent.server is None:
         message, conversation = messages.append_message(
-            caller, conversation_id, content=content, max_messages=limits.max_messages
+            caller, conversation_id, content=content, max_messages=florent.limits.max_messages
         )
         return json_response(
             message_unanswered_schema.dump({"message": message, "conversation": conversation}),
             201,
         )
-    turn = turns.start_turn(caller, conversation_id, content=content, limits=limits)
-    reply = Reply(
-        server, caller, turn, app=current_app._get_current_object(), request_id=g.request_id
-    )
+    reply = start_reply(conversation_id, content)
     if wants_event_stream():
         # The events are sent after this view has returned and its request context is
         # gone: the reply needs none, and takes a database connection only to store itself.
@@ -58,8 +64,22 @@ def send_message(conversation_id: str) -> Response:
         response.call_on_close(reply.close)  # even if the stream is never started
         return response
     message, conversation = reply.wait()
-    return json_response(
-        turn_schema.dump({"messages": [turn.message, message], "conversation": conversation}), 201
+    said = [reply.turn.message] + ([message] if message is not None else [])
+    return json_response(turn_schema.dump({"messages": said, "conversation": conversation}), 201)
+
+
+def start_reply(conversation_id: str, content: str) -> Reply:
+    """Store the person's message, take the reply slot, and make the reply to relay."""
+    caller, florent = current_caller(), assistant()
+    turn = turns.start_turn(caller, conversation_id, content=content, limits=florent.limits)
+    return Reply(
+        florent.server,
+        caller,
+        turn,
+        app=current_app._get_current_object(),
+        request_id=g.request_id,
+        stops=florent.stops,
+        relay=florent.relay,
     )
 
 
@@ -71,27 +91,27 @@ def wants_event_stream() -> bool:
 
 
 def turn_events(reply: Reply) -> Iterator[bytes]:
-    """The turn as server-sent events: message, delta..., then done or error.
+    """The turn as server-sent events: message, delta..., then done, stopped or error.
 
     The status (201) is long sent by the time the model fails, so failures are events.
     """
     turn = reply.turn
     try:
-        yield sse(
-            "message",
-            message_created_schema.dump(
-                {"message": turn.message, "conversation": turn.conversation}
-            ),
-        )
-        for text in reply.texts():
-            yield sse("delta", reply_delta_schema.dump({"text": text}))
+        yield sse("message", message_created_schema.dump(turn))
+        for text in reply.events():
+            if text is HEARTBEAT:
+                yield b": still thinking\n\n"  # a comment: clients ignore it
+            else:
+                yield sse("delta", reply_delta_schema.dump({"text": text}))
         message, conversation = reply.store()
-        yield sse(
-            "done", message_created_schema.dump({"message": message, "conversation": conversation})
-        )
+        ended = {"message": message, "conversation": conversation}
+        if reply.stopped:
+            yield sse("stopped", reply_stopped_schema.dump(ended))
+        else:
+            yield sse("done", message_created_schema.dump(ended))
     except AssistantUnavailable:
         yield sse("error", {"error": "assistant_unavailable"})
-    except service.ConversationNotFound:  # deleted while Florent was replying
+    except ConversationNotFound:  # deleted while Florent was replying
         yield sse("error", {"error": "not_found"})
     except (DBAPIError, PoolTimeoutError):
         log.exception("database unavailable while storing a reply")
@@ -106,3 +126,26 @@ def turn_events(reply: Reply) -> Iterator[bytes]:
 def sse(event: str, data: Any) -> bytes:
     """One server-sent event; JSON has no raw newline, so the data is one line."""
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+@bp.post("/<conversation_id>/stop")
+def stop_reply(conversation_id: str) -> Response:
+    """Stop Florent's reply in progress in this conversation, wherever it is relayed."""
+    florent = assistant()
+    slot = turns.reply_in_progress(current_caller(), conversation_id, florent.limits)
+    florent.stops.publish(conversation_id, slot)
+    return json_response(stopping_schema.dump({"stopping": True}), 202)
+
+
+@bp.post("/<conversation_id>/ws-ticket")
+def socket_ticket(conversation_id: str) -> Response:
+    """A single-use ticket, good for a minute, to open this conversation's WebSocket."""
+    ticket = sockets.mint_ticket(current_caller(), conversation_id)
+    # A WebSocket route's external URL is ws:// (wss:// when the request came over https).
+    ws_url = url_for("socket.conversation_socket", conversation_id=conversation_id, _external=True)
+    return json_response(
+        socket_ticket_schema.dump(
+            {"ticket": ticket, "expires_in": sockets.TICKET_SECONDS, "ws_url": ws_url}
+        ),
+        201,
+    )

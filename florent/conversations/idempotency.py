@@ -10,9 +10,6 @@ crash. A key goes with its conversation, and expired keys are purged as keys are
 from __future__ import annotations
 
 import hashlib
-import logging
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,16 +21,14 @@ from sqlalchemy.dialects.postgresql import insert
 
 from ..auth import Caller
 from ..extensions import db
+from ..housekeeping import now_and_then
 from ..models import IdempotencyKey
 from .service import INSERT_CONVERSATION, new_conversation
 
-log = logging.getLogger(__name__)
-
 KEY_LIFETIME = timedelta(hours=24)
-# Expired keys are deleted this many at a time, at most once per interval per process.
+# Expired keys are deleted this many at a time, in at most so many batches a run.
 PURGE_BATCH = 1000
 PURGE_BATCHES = 10
-PURGE_INTERVAL_SECONDS = 60.0
 
 
 class IdempotencyKeyReused(Exception):
@@ -112,7 +107,7 @@ def create_conversation_once(
         .values(conversation_id=conversation.id, response_status=201, response_body=body)
     )
     db.session.commit()
-    purge_now_and_then()
+    now_and_then("idempotency keys", lambda: purge_expired_keys(batches=PURGE_BATCHES))
     return StoredResponse(201, body, replayed=False)
 
 
@@ -134,22 +129,3 @@ def purge_expired_keys(*, batches: int | None = None) -> int:
         if deleted < PURGE_BATCH:
             break
     return total
-
-
-_last_purge = float("-inf")
-_purge_lock = threading.Lock()
-
-
-def purge_now_and_then() -> None:
-    """Purge expired keys at most once per interval per process, in a few small batches:
-    the store stays bounded with no cron job to remember."""
-    global _last_purge
-    with _purge_lock:
-        if time.monotonic() - _last_purge < PURGE_INTERVAL_SECONDS:
-            return
-        _last_purge = time.monotonic()
-    try:
-        purge_expired_keys(batches=PURGE_BATCHES)
-    except Exception:
-        db.session.rollback()
-        log.exception("could not purge expired idempotency keys")

@@ -42,7 +42,14 @@ from .service import (
 # response stays a few MiB whatever the messages hold.
 PAGE_CONTENT_BYTES = 4 * 1024 * 1024
 
-MESSAGE = (Message.id, Message.conversation_id, Message.role, Message.content, Message.created_at)
+MESSAGE = (
+    Message.id,
+    Message.conversation_id,
+    Message.role,
+    Message.content,
+    Message.status,
+    Message.created_at,
+)
 
 
 def _pages() -> tuple[Select, Select]:
@@ -74,6 +81,7 @@ def _pages() -> tuple[Select, Select]:
             rows.c.conversation_id,
             rows.c.role,
             case((fits, rows.c.content)).label("content"),
+            rows.c.status,
             rows.c.created_at,
             fits.label("fits"),
         ).order_by(rows.c.created_at.desc(), rows.c.id.desc())
@@ -178,7 +186,9 @@ COUNT_APPENDED = MessageCount.unless(
 )
 
 
-def insert_message(conversation: Row[Any], *, role: str, content: str) -> Row[Any]:
+def insert_message(
+    conversation: Row[Any], *, role: str, content: str, status: str = "complete"
+) -> Row[Any]:
     """Insert a message counted on `conversation` by a MessageCount, at its change time."""
     return db.session.execute(
         INSERT_MESSAGE,
@@ -187,6 +197,7 @@ def insert_message(conversation: Row[Any], *, role: str, content: str) -> Row[An
             "conversation_id": conversation.id,
             "role": role,
             "content": content,
+            "status": status,
             "created_at": conversation.updated_at,
         },
     ).one()

@@ -111,6 +111,14 @@ class MessageSchema(OutputSchema):
     conversationId = fields.String(attribute="conversation_id", required=True)
     role = fields.String(required=True, metadata={"enum": ["user", "assistant"]})
     content = fields.String(required=True)
+    status = fields.String(
+        required=True,
+        metadata={
+            "enum": ["complete", "stopped"],
+            "description": "`stopped`: a reply of Florent's stopped by the person; what was "
+            "generated until then.",
+        },
+    )
     createdAt = Timestamp(attribute="created_at", required=True)
 
     class Meta(OutputSchema.Meta):
