@@ -26,7 +26,7 @@ threads = _int("GUNICORN_THREADS", 1)  # gthread only
 timeout = _int("GUNICORN_TIMEOUT", 30)
 # On a restart, open replies get this long to finish before they are cut.
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
-keepalive = _int("GUNICORN_KEEPALIVE", 5)
+keepalive = _int("GUNICORN_KEEPALIVE", 0)
 # Each worker touches a heartbeat file; gunicorn's docs advise memory rather than a
 # disk-backed filesystem for it.
 worker_tmp_dir = os.environ.get(

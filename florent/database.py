@@ -56,14 +56,6 @@ def one_statement() -> Iterator[Connection]:
 
 
 @contextmanager
-def snapshot() -> Iterator[Connection]:
-    """The session's connection in a transaction that sees one snapshot throughout, for
-    a use case that reads with more than one statement (it writes nothing)."""
-    with _session_connection("REPEATABLE READ") as connection:
-        yield connection
-
-
-@contextmanager
 def _session_connection(isolation_level: str) -> Iterator[Connection]:
     connection = db.session.connection(execution_options={"isolation_level": isolation_level})
     try:

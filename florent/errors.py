@@ -92,7 +92,7 @@ def domain_errors() -> dict[type[Exception], Callable[[Any], ApiError]]:
     """Each domain error, and what a client sees of it."""
     # Imported here: the domain packages import this module for ApiError.
     from .assistant.turns import AssistantUnavailable, NoReplyInProgress, TooManyReplies
-    from .conversations.schemas import message_schema
+    from .conversations.schemas import dump_message
     from .conversations.service import ConversationFull, ConversationNotFound, ReplyInProgress
 
     return {
@@ -107,7 +107,7 @@ def domain_errors() -> dict[type[Exception], Callable[[Any], ApiError]]:
         AssistantUnavailable: lambda error: ApiError(
             502,
             "assistant_unavailable",
-            message=message_schema.dump(error.message) if error.message else None,
+            message=dump_message(error.message) if error.message else None,
         ),
     }
 

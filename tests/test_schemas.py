@@ -12,8 +12,8 @@ from florent.conversations import messages as conversation_messages
 from florent.conversations import service
 from florent.conversations.schemas import (
     Timestamp,
-    conversation_detail_schema,
-    conversation_page_schema,
+    dump_conversation_detail,
+    dump_conversation_page,
     format_timestamp,
 )
 
@@ -33,8 +33,8 @@ def test_rows_dump_to_every_field_of_the_contract(app, client, alice):
         conversation, messages = conversation_messages.get_conversation(
             caller, full["_id"], messages_limit=10
         )
-    listed = conversation_page_schema.dump({"conversations": page.rows, "next_cursor": None})
-    detail = conversation_detail_schema.dump(
+    listed = dump_conversation_page({"conversations": page.rows, "next_cursor": None})
+    detail = dump_conversation_detail(
         {"conversation": conversation, "messages": messages.rows, "older_cursor": None}
     )
 

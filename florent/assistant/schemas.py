@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from marshmallow import fields
 
-from ..conversations.schemas import ConversationSchema, MessageSchema, OutputSchema
+from ..conversations.schemas import ConversationSchema, MessageSchema
+from ..dumping import OutputSchema, planned
 
 
 class MessageUnansweredSchema(OutputSchema):
@@ -78,9 +79,9 @@ class SocketTicketSchema(OutputSchema):
         title = "FlorentSocketTicket"
 
 
-message_unanswered_schema = MessageUnansweredSchema()
-turn_schema = TurnSchema()
-reply_delta_schema = ReplyDeltaSchema()
-reply_stopped_schema = ReplyStoppedSchema()
-stopping_schema = StoppingSchema()
-socket_ticket_schema = SocketTicketSchema()
+dump_message_unanswered = planned(MessageUnansweredSchema())
+dump_turn = planned(TurnSchema())
+dump_reply_delta = planned(ReplyDeltaSchema())
+dump_reply_stopped = planned(ReplyStoppedSchema())
+dump_stopping = planned(StoppingSchema())
+dump_socket_ticket = planned(SocketTicketSchema())

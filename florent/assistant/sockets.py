@@ -23,7 +23,7 @@ from sqlalchemy import bindparam, delete, func, insert, select
 from ..auth import Caller
 from ..auth.caller import unauthorized
 from ..conversations import messages
-from ..conversations.schemas import MessageCreateSchema, message_created_schema
+from ..conversations.schemas import MessageCreateSchema, dump_message_created
 from ..conversations.service import OWNED, ConversationNotFound, owner
 from ..database import one_statement
 from ..errors import ApiError, as_api_error
@@ -33,7 +33,7 @@ from ..models import Conversation, SocketTicket
 from ..validation import load, parse_json
 from . import assistant, turns
 from .reply import HEARTBEAT, Reply
-from .schemas import reply_delta_schema, reply_stopped_schema
+from .schemas import dump_reply_delta, dump_reply_stopped
 from .turns import AssistantUnavailable
 
 log = logging.getLogger(__name__)
@@ -185,13 +185,13 @@ class ConversationSocket:
                 max_messages=florent.limits.max_messages,
             )
             said = {"message": message, "conversation": conversation}
-            self.send({"type": "message", **message_created_schema.dump(said)})
-            self.send({"type": "done", **reply_stopped_schema.dump({**said, "message": None})})
+            self.send({"type": "message", **dump_message_created(said)})
+            self.send({"type": "done", **dump_reply_stopped({**said, "message": None})})
             return
         turn = turns.start_turn(
             self.caller, self.conversation_id, content=content, limits=florent.limits
         )
-        self.send({"type": "message", **message_created_schema.dump(turn)})
+        self.send({"type": "message", **dump_message_created(turn)})
         reply = Reply(
             florent.server,
             self.caller,
@@ -208,10 +208,10 @@ class ConversationSocket:
         try:
             for text in reply.events():
                 if text is not HEARTBEAT:
-                    self.send({"type": "delta", **reply_delta_schema.dump({"text": text})})
+                    self.send({"type": "delta", **dump_reply_delta({"text": text})})
             message, conversation = reply.store()
             kind = "stopped" if reply.stopped else "done"
-            ended = reply_stopped_schema.dump({"message": message, "conversation": conversation})
+            ended = dump_reply_stopped({"message": message, "conversation": conversation})
             self.send({"type": kind, **ended})
         except ConnectionClosed:
             pass  # the person left: as on a stream, no partial reply is kept

@@ -14,19 +14,19 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from ..auth import current_caller
 from ..conversations import messages
-from ..conversations.schemas import MessageCreateSchema, message_created_schema
+from ..conversations.schemas import MessageCreateSchema, dump_message_created
 from ..conversations.service import ConversationNotFound
 from ..errors import json_response
 from ..validation import json_body, load
 from . import assistant, sockets, turns
 from .reply import HEARTBEAT, Reply
 from .schemas import (
-    message_unanswered_schema,
-    reply_delta_schema,
-    reply_stopped_schema,
-    socket_ticket_schema,
-    stopping_schema,
-    turn_schema,
+    dump_message_unanswered,
+    dump_reply_delta,
+    dump_reply_stopped,
+    dump_socket_ticket,
+    dump_stopping,
+    dump_turn,
 )
 from .turns import AssistantUnavailable
 
@@ -52,7 +52,7 @@ def send_message(conversation_id: str) -> Response:
             caller, conversation_id, content=content, max_messages=florent.limits.max_messages
         )
         return json_response(
-            message_unanswered_schema.dump({"message": message, "conversation": conversation}),
+            dump_message_unanswered({"message": message, "conversation": conversation}),
             201,
         )
     reply = start_reply(conversation_id, content)
@@ -65,7 +65,7 @@ def send_message(conversation_id: str) -> Response:
         return response
     message, conversation = reply.wait()
     said = [reply.turn.message] + ([message] if message is not None else [])
-    return json_response(turn_schema.dump({"messages": said, "conversation": conversation}), 201)
+    return json_response(dump_turn({"messages": said, "conversation": conversation}), 201)
 
 
 def start_reply(conversation_id: str, content: str) -> Reply:
@@ -97,18 +97,18 @@ def turn_events(reply: Reply) -> Iterator[bytes]:
     """
     turn = reply.turn
     try:
-        yield sse("message", message_created_schema.dump(turn))
+        yield sse("message", dump_message_created(turn))
         for text in reply.events():
             if text is HEARTBEAT:
                 yield b": still thinking\n\n"  # a comment: clients ignore it
             else:
-                yield sse("delta", reply_delta_schema.dump({"text": text}))
+                yield sse("delta", dump_reply_delta({"text": text}))
         message, conversation = reply.store()
         ended = {"message": message, "conversation": conversation}
         if reply.stopped:
-            yield sse("stopped", reply_stopped_schema.dump(ended))
+            yield sse("stopped", dump_reply_stopped(ended))
         else:
-            yield sse("done", message_created_schema.dump(ended))
+            yield sse("done", dump_message_created(ended))
     except AssistantUnavailable:
         yield sse("error", {"error": "assistant_unavailable"})
     except ConversationNotFound:  # deleted while Florent was replying
@@ -134,7 +134,7 @@ def stop_reply(conversation_id: str) -> Response:
     florent = assistant()
     slot = turns.reply_in_progress(current_caller(), conversation_id, florent.limits)
     florent.stops.publish(conversation_id, slot)
-    return json_response(stopping_schema.dump({"stopping": True}), 202)
+    return json_response(dump_stopping({"stopping": True}), 202)
 
 
 @bp.post("/<conversation_id>/ws-ticket")
@@ -144,7 +144,7 @@ def socket_ticket(conversation_id: str) -> Response:
     # A WebSocket route's external URL is ws:// (wss:// when the request came over https).
     ws_url = url_for("socket.conversation_socket", conversation_id=conversation_id, _external=True)
     return json_response(
-        socket_ticket_schema.dump(
+        dump_socket_ticket(
             {"ticket": ticket, "expires_in": sockets.TICKET_SECONDS, "ws_url": ws_url}
         ),
         201,

@@ -4,32 +4,33 @@ a new one on its conversation as it is stored. Statements are built once, at imp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
-    Connection,
     Row,
     Select,
     Update,
     bindparam,
     case,
+    exists,
     func,
     insert,
     select,
+    true,
     tuple_,
     update,
 )
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..auth import Caller
-from ..database import snapshot
+from ..database import one_statement
 from ..extensions import db
 from ..ids import new_object_id
 from ..models import Conversation, Message
 from .cursors import Position
 from .service import (
     CONVERSATION,
-    FIND,
     OWNED,
     ConversationFull,
     ConversationNotFound,
@@ -52,9 +53,22 @@ MESSAGE = (
 )
 
 
-def _pages() -> tuple[Select, Select]:
-    """A page of messages walking ix_messages_conversation_order backwards from the
-    newest, or from a position; it stops at :limit rows or :budget bytes of content.
+class MessageRow(NamedTuple):
+    """A message of a page, read by position after the conversation's own columns."""
+
+    id: str
+    conversation_id: str
+    role: str
+    status: str
+    created_at: datetime
+    content: str | None  # None past the page's byte budget
+    fits: bool
+
+
+def _walk(conversation_id: ColumnElement[str], *, before: bool) -> Select:
+    """A conversation's messages, newest first: a walk of ix_messages_conversation_order
+    backwards from the newest or from :before_at/:before_id, at most :limit rows, each with
+    the bytes of content before it.
 
     The running total counts sizes without reading the contents (octet_length reads a
     stored value's header); only the contents of the messages returned are read.
@@ -63,45 +77,55 @@ def _pages() -> tuple[Select, Select]:
     bytes_before = func.sum(func.octet_length(Message.content)).over(
         order_by=newest_first, rows=(None, -1)
     )
-    walk = (
-        select(*MESSAGE, func.coalesce(bytes_before, 0).label("bytes_before"))
-        .where(Message.conversation_id == bindparam("conversation_id"))
-        .order_by(*newest_first)
-        .limit(bindparam("limit"))
+    walk = select(*MESSAGE, func.coalesce(bytes_before, 0).label("bytes_before")).where(
+        Message.conversation_id == conversation_id
     )
-    before = tuple_(Message.created_at, Message.id) < tuple_(
-        bindparam("before_at"), bindparam("before_id")
-    )
-
-    def page(walk: Select) -> Select:
-        rows = walk.subquery()
-        fits = rows.c.bytes_before < bindparam("budget")
-        return select(
-            rows.c.id,
-            rows.c.conversation_id,
-            rows.c.role,
-            case((fits, rows.c.content)).label("content"),
-            rows.c.status,
-            rows.c.created_at,
-            fits.label("fits"),
-        ).order_by(rows.c.created_at.desc(), rows.c.id.desc())
-
-    return page(walk), page(walk.where(before))
+    if before:
+        walk = walk.where(
+            tuple_(Message.created_at, Message.id)
+            < tuple_(bindparam("before_at"), bindparam("before_id"))
+        )
+    return walk.order_by(*newest_first).limit(bindparam("limit"))
 
 
-NEWEST_MESSAGES, MESSAGES_BEFORE = _pages()
+def _page_columns(rows: Any) -> list[ColumnElement[Any]]:
+    """A walk's columns as MessageRow reads them: past :budget bytes, no content."""
+    fits = rows.c.bytes_before < bindparam("budget")
+    return [
+        *(rows.c[name].label(f"message_{name}") for name in MessageRow._fields[:-2]),
+        case((fits, rows.c.content)).label("message_content"),
+        fits.label("fits"),
+    ]
+
+
+# The conversation and its newest messages in one statement, so in one snapshot: a row
+# per message, the conversation's columns first; a single row when it has none. (Rows are
+# put in order in Python: a Sort in SQL would carry every message's content.)
+_NEWEST = _walk(Conversation.id, before=False).lateral("newest")
+WITH_NEWEST = (
+    select(*CONVERSATION, *_page_columns(_NEWEST))
+    .select_from(Conversation)
+    .outerjoin(_NEWEST, true())
+    .where(OWNED)
+)
+# An earlier page of a conversation, if it is the caller's.
+_EARLIER = _walk(bindparam("conversation_id"), before=True).subquery("earlier")
+EARLIER = select(*_page_columns(_EARLIER)).where(exists(select(Conversation.id).where(OWNED)))
 FOUND = select(Conversation.id).where(OWNED)
 
 
 def get_conversation(caller: Caller, conversation_id: str, *, messages_limit: int):
-    """The conversation and its newest messages (oldest first), read in one snapshot."""
-    params = owner(caller, conversation_id)
-    with snapshot() as connection:
-        conversation = connection.execute(FIND, params).first()
-        if conversation is None:
-            raise ConversationNotFound()
-        messages = message_page(connection, conversation_id, limit=messages_limit, before=None)
-    return conversation, messages
+    """The conversation and its newest messages (oldest first), read in one statement."""
+    params = {**owner(caller, conversation_id), "limit": messages_limit + 1}
+    with one_statement() as connection:
+        rows = connection.execute(WITH_NEWEST, {**params, "budget": PAGE_CONTENT_BYTES}).all()
+    if not rows:
+        raise ConversationNotFound()
+    found = [
+        MessageRow._make(row[len(CONVERSATION) :]) for row in rows if row.message_id is not None
+    ]
+    # The conversation's columns come first in each row: the row dumps as the conversation.
+    return rows[0], _page_of(found, messages_limit)
 
 
 def list_messages(
@@ -109,26 +133,23 @@ def list_messages(
 ) -> Page:
     """A page of the conversation's messages before `before` (the newest without it),
     oldest first."""
-    params = owner(caller, conversation_id)
-    with snapshot() as connection:
-        if connection.execute(FOUND, params).first() is None:
+    params = {**owner(caller, conversation_id), "limit": limit + 1, "budget": PAGE_CONTENT_BYTES}
+    if before is None:  # the newest page, as get gives it
+        return get_conversation(caller, conversation_id, messages_limit=limit)[1]
+    params |= {"before_at": before.at, "before_id": before.id}
+    with one_statement() as connection:
+        found = [MessageRow._make(row) for row in connection.execute(EARLIER, params)]
+        if not found and connection.execute(FOUND, params).first() is None:
             raise ConversationNotFound()
-        return message_page(connection, conversation_id, limit=limit, before=before)
+    return _page_of(found, limit)
 
 
-def message_page(
-    connection: Connection, conversation_id: str, *, limit: int, before: Position | None
-) -> Page:
-    params = {"conversation_id": conversation_id, "limit": limit + 1, "budget": PAGE_CONTENT_BYTES}
-    statement = NEWEST_MESSAGES
-    if before is not None:
-        statement, params = (
-            MESSAGES_BEFORE,
-            {**params, "before_at": before.at, "before_id": before.id},
-        )
-    rows = connection.execute(statement, params).all()
-    page = [row for row in rows[:limit] if row.fits]
-    more = len(rows) > len(page)
+def _page_of(found: list[MessageRow], limit: int) -> Page:
+    """The page that `limit` and the byte budget allow, oldest first, and where the next
+    (earlier) one starts."""
+    found.sort(key=lambda message: (message.created_at, message.id), reverse=True)
+    page = [message for message in found[:limit] if message.fits]
+    more = len(found) > len(page)
     page.reverse()
     return Page(page, Position(page[0].created_at, page[0].id) if more else None)
 

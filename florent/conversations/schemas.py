@@ -10,8 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, fields
+from marshmallow import fields
 
+from ..dumping import OutputSchema, planned
 from ..validation import InputSchema, Limit, Text
 
 TITLE_MAX_LENGTH = 120
@@ -22,6 +23,8 @@ MESSAGES_PAGE_MAX = 200
 
 class Timestamp(fields.Field):
     """ISO 8601 in UTC with millisecond precision and a Z suffix."""
+
+    formats_value_only = True  # what the planned dumpers need to know (florent/dumping.py)
 
     def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any):
         if value is None:
@@ -35,20 +38,6 @@ def format_timestamp(value: datetime) -> str:
 
 class Count(fields.Integer):
     """A count, described as the product's documents describe it: a JSON number."""
-
-
-class OutputSchema(Schema):
-    """What the API sends: every field is always present."""
-
-    class Meta:
-        unknown = EXCLUDE  # no `additionalProperties` in the document, as in the seed's
-
-    def get_attribute(self, obj: Any, attr: str, default: Any) -> Any:
-        # marshmallow's documented hook for reading values. Its default tries obj[attr]
-        # first, which on a row (indexed by position) raises and is caught on every field.
-        if isinstance(obj, dict):
-            return obj.get(attr, default)
-        return getattr(obj, attr, default)
 
 
 # -- Conversations -----------------------------------------------------------------
@@ -207,9 +196,10 @@ class ErrorResponseSchema(OutputSchema):
         description = "Standard API error response."
 
 
-conversation_response_schema = ConversationResponseSchema()
-conversation_page_schema = ConversationPageSchema()
-conversation_detail_schema = ConversationDetailSchema()
-message_schema = MessageSchema()
-message_page_schema = MessagePageSchema()
-message_created_schema = MessageCreatedSchema()
+# Each response's dumper, planned once from its schema (florent/dumping.py).
+dump_conversation_response = planned(ConversationResponseSchema())
+dump_conversation_page = planned(ConversationPageSchema())
+dump_conversation_detail = planned(ConversationDetailSchema())
+dump_message = planned(MessageSchema())
+dump_message_page = planned(MessagePageSchema())
+dump_message_created = planned(MessageCreatedSchema())

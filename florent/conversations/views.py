@@ -17,10 +17,10 @@ from .schemas import (
     ConversationQuerySchema,
     ConversationRenameSchema,
     MessagePageQuerySchema,
-    conversation_detail_schema,
-    conversation_page_schema,
-    conversation_response_schema,
-    message_page_schema,
+    dump_conversation_detail,
+    dump_conversation_page,
+    dump_conversation_response,
+    dump_message_page,
 )
 
 bp = Blueprint("conversations", __name__, url_prefix="/florent/conversations")
@@ -82,7 +82,7 @@ def create_conversation() -> Response:
     if key is None:
         conversation = service.create_conversation(caller, model=model, **fields)
         return json_response(
-            conversation_response_schema.dump({"conversation": conversation}),
+            dump_conversation_response({"conversation": conversation}),
             201,
             {"Location": url_for(".get_conversation", conversation_id=conversation.id)},
         )
@@ -93,7 +93,7 @@ def create_conversation() -> Response:
             fields,
             model=model,
             render=lambda c: json_response(
-                conversation_response_schema.dump({"conversation": c}), 201
+                dump_conversation_response({"conversation": c}), 201
             ).get_data(),
         )
     except idempotency.IdempotencyKeyReused:
@@ -113,7 +113,7 @@ def list_conversations() -> Response:
     after = read_cursor(query["cursor"], LIST_SCOPE)
     page = service.list_conversations(current_caller(), limit=query["limit"], after=after)
     return json_response(
-        conversation_page_schema.dump(
+        dump_conversation_page(
             {"conversations": page.rows, "next_cursor": write_cursor(page.next, LIST_SCOPE)}
         ),
         200,
@@ -129,7 +129,7 @@ def get_conversation(conversation_id: str) -> Response:
     )
     older = write_cursor(newest.next, messages_scope(conversation_id))
     return json_response(
-        conversation_detail_schema.dump(
+        dump_conversation_detail(
             {"conversation": conversation, "messages": newest.rows, "older_cursor": older}
         ),
         200,
@@ -148,9 +148,7 @@ def list_messages(conversation_id: str) -> Response:
         before=read_cursor(query["cursor"], scope),
     )
     return json_response(
-        message_page_schema.dump(
-            {"messages": page.rows, "older_cursor": write_cursor(page.next, scope)}
-        ),
+        dump_message_page({"messages": page.rows, "older_cursor": write_cursor(page.next, scope)}),
         200,
     )
 
@@ -160,7 +158,7 @@ def rename_conversation(conversation_id: str) -> Response:
     """Give the conversation a new title."""
     fields = load(conversation_rename_schema, json_body())
     conversation = service.rename_conversation(current_caller(), conversation_id, **fields)
-    return json_response(conversation_response_schema.dump({"conversation": conversation}), 200)
+    return json_response(dump_conversation_response({"conversation": conversation}), 200)
 
 
 @bp.delete("/<conversation_id>")
