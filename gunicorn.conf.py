@@ -19,6 +19,9 @@ bind = os.environ.get("GUNICORN_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000
 # (seconds to minutes, mostly waiting on the model) costs a greenlet, not a worker.
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 workers = _int("GUNICORN_WORKERS", multiprocessing.cpu_count())
+# gevent resolves names with c-ares, in its loop; its default hands every lookup (each new
+# connection to the model server) to a thread.
+os.environ.setdefault("GEVENT_RESOLVER", "ares")
 # Connections one worker serves at once: open replies, sockets and kept-alive clients.
 worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", 1000)
 threads = _int("GUNICORN_THREADS", 1)  # gthread only

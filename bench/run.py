@@ -54,13 +54,15 @@ def wait_until_up(url: str, timeout: float = 60) -> None:
 
 
 def gunicorn(app: str, port: int, env: dict[str, str], *, config: Path, cwd: Path):
-    """gunicorn with `config`, whatever the app: the service and the baseline alike."""
+    """gunicorn with `config`, whatever the app: the service and the baseline alike. Its
+    log goes to the file BENCH_LOG names, if any."""
     command = [sys.executable, "-m", "gunicorn", "-c", str(config), app]
+    log = open(os.environ["BENCH_LOG"], "a") if os.environ.get("BENCH_LOG") else None  # noqa: SIM115
     return subprocess.Popen(
         command,
         cwd=cwd,
         env={**env, "GUNICORN_BIND": f"127.0.0.1:{port}"},
-        stderr=subprocess.DEVNULL,
+        stderr=log or subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
     )
 

@@ -33,8 +33,8 @@ class Settings:
     audience: str | None
     model: str = "florent-gpt-4"
     # Connections each process may hold: the pool, and how far past it a burst may go.
-    database_pool_size: int = 5
-    database_max_overflow: int = 5
+    database_pool_size: int = 8
+    database_max_overflow: int = 0
     # Per-caller API limits, in Flask-Limiter's notation; generous by default.
     rate_limit: str = "100 per second;6000 per minute"
     # Failed authentications allowed per client address (a flood of bad tokens).

@@ -56,6 +56,19 @@ def one_statement() -> Iterator[Connection]:
 
 
 @contextmanager
+def transaction() -> Iterator[Connection]:
+    """The session's connection in a transaction, for a use case of several statements:
+    committed when the block ends, rolled back if it raises."""
+    connection = db.session.connection()
+    try:
+        yield connection
+    except BaseException:
+        db.session.rollback()
+        raise
+    db.session.commit()
+
+
+@contextmanager
 def _session_connection(isolation_level: str) -> Iterator[Connection]:
     connection = db.session.connection(execution_options={"isolation_level": isolation_level})
     try:

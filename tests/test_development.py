@@ -91,6 +91,8 @@ def test_make_run_stopped_with_sigterm_stops_its_postgresql(tmp_path):
     finally:
         if server.poll() is None:
             server.kill()
+            server.wait()
+        server.stderr.close()
 
 
 def wait_for_exit(pid: int, timeout: float) -> bool:

@@ -90,6 +90,8 @@ def test_every_operation_is_documented_with_every_status_it_can_answer(document)
         ("/florent/conversations/{conversation_id}", "delete"),
         ("/florent/conversations/{conversation_id}/messages", "get"),
         ("/florent/conversations/{conversation_id}/messages", "post"),
+        ("/florent/conversations/{conversation_id}/stop", "post"),
+        ("/florent/conversations/{conversation_id}/ws-ticket", "post"),
     }
     for (path, method), operation in operations.items():
         statuses = set(operation["responses"])

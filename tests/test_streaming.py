@@ -35,6 +35,8 @@ def service(app, database_url, jwks_server, model_server) -> Iterator[Any]:
         FLORENT_LLM_READ_TIMEOUT="20",
         FLORENT_STREAM_HEARTBEAT_SECONDS="0.3",
         FLORENT_LLM_MAX_TOKENS="321",
+        # Kept-alive connections stay with their worker: how a test reaches a chosen one.
+        GUNICORN_KEEPALIVE="5",
     ) as server:
         yield server
 

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # What the model reader hands the relay besides text.
 END, STOP = object(), object()
-HEARTBEAT = None  # what `events` yields while the model is silent
+HEARTBEAT = None  # what the relay is handed, and `events` yields, while the model is silent
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,9 @@ class Reply:
         self.app, self.request_id, self.stops, self.relay = app, request_id, stops, relay
         self.started = time.perf_counter()
         self.stopped = False
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._last_text = time.monotonic()
+        self._over = threading.Event()
         self._stream: ModelStream | None = None
         self._parts: list[str] = []
         self._failure: str | None = None
@@ -81,10 +83,10 @@ class Reply:
         prompt = build_prompt(self.turn.conversation, self.turn.history, now=datetime.now(UTC))
         self._stream = self.server.open(self.turn.conversation.model, prompt)
         threading.Thread(target=self._read_model, name="florent-reply", daemon=True).start()
+        threading.Thread(target=self._beat, name="florent-heartbeat", daemon=True).start()
         while True:
-            try:
-                item = self._queue.get(timeout=self.relay.heartbeat_seconds)
-            except queue.Empty:
+            item = self._queue.get()
+            if item is HEARTBEAT:
                 yield HEARTBEAT
                 continue
             if isinstance(item, str) and self.relay.coalesce_seconds:
@@ -122,12 +124,21 @@ class Reply:
     def _read_model(self) -> None:
         try:
             for text in self._stream:
+                self._last_text = time.monotonic()
                 self._queue.put(text)
             self._queue.put(END)
         except ModelServerError as error:
             self._queue.put(error)
         except Exception as error:  # a stream cancelled under it, or a bug: no reply
             self._queue.put(ModelServerError(f"{type(error).__name__}: {error}"))
+
+    def _beat(self) -> None:
+        """A heartbeat into the queue whenever the model has said nothing for a while (a
+        timer of its own, rather than one on every wait for the next piece)."""
+        interval = self.relay.heartbeat_seconds
+        while not self._over.wait(interval - (time.monotonic() - self._last_text) % interval):
+            if time.monotonic() - self._last_text >= interval:
+                self._queue.put(HEARTBEAT)
 
     def store(self) -> tuple[Row[Any] | None, Row[Any]]:
         """Store the reply, complete or stopped: (the assistant message, the conversation).
@@ -168,6 +179,7 @@ class Reply:
     def close(self) -> None:
         """Free the conversation for the next turn when no reply was stored: the model
         failed, or the client left mid-stream. Safe to call more than once."""
+        self._over.set()
         self._unwatch()
         if self._stream is not None:
             self._stream.cancel()  # hangs up on the model server if it is still talking

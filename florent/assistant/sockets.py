@@ -227,3 +227,4 @@ class ConversationSocket:
         """Send a frame; a socket the person has closed raises ConnectionClosed."""
         with self._send_lock:
             self.ws.send(orjson.dumps(frame).decode())
+        self._last_frame = time.monotonic()

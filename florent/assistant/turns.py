@@ -25,8 +25,7 @@ from ..conversations.service import (
     ReplyInProgress,
     owner,
 )
-from ..database import one_statement
-from ..extensions import db
+from ..database import one_statement, transaction
 from ..models import Conversation, Message
 from .prompt import title_from_message
 
@@ -182,14 +181,13 @@ def start_turn(caller: Caller, conversation_id: str, *, content: str, limits: Li
         "history_chars": limits.history_chars,
         "derived_title": title_from_message(content, TITLE_MAX_LENGTH),
     }
-    db.session.execute(LOCK_CALLER, params)
-    if db.session.execute(REPLYING, params).scalar_one() >= limits.max_replies_in_progress:
-        db.session.rollback()
-        raise TooManyReplies()
-    conversation = COUNT_TURN(params)
-    message = insert_message(conversation, role="user", content=content)
-    history = db.session.execute(HISTORY, params).all()
-    db.session.commit()
+    with transaction() as connection:
+        connection.execute(LOCK_CALLER, params)
+        if connection.execute(REPLYING, params).scalar_one() >= limits.max_replies_in_progress:
+            raise TooManyReplies()
+        conversation = COUNT_TURN(connection, params)
+        message = insert_message(connection, conversation, role="user", content=content)
+        history = connection.execute(HISTORY, params).all()
     return Turn(message, conversation, list(history))
 
 
@@ -207,9 +205,11 @@ def finish_turn(
     the turn outlived its slot): the reply then has nowhere to go.
     """
     params = {**owner(caller, conversation_id), "slot": reply_started_at}
-    conversation = COUNT_REPLY(params)
-    message = insert_message(conversation, role="assistant", content=content, status=status)
-    db.session.commit()
+    with transaction() as connection:
+        conversation = COUNT_REPLY(connection, params)
+        message = insert_message(
+            connection, conversation, role="assistant", content=content, status=status
+        )
     return message, conversation
 
 

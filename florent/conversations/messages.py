@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    Connection,
     Row,
     Select,
     Update,
@@ -24,8 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..auth import Caller
-from ..database import one_statement
-from ..extensions import db
+from ..database import one_statement, transaction
 from ..ids import new_object_id
 from ..models import Conversation, Message
 from .cursors import Position
@@ -187,14 +187,13 @@ class MessageCount:
         check = select(*(c.label(f"c{i}") for i, c in enumerate(conditions.values())))
         return cls(statement, check.where(OWNED), tuple(conditions))
 
-    def __call__(self, params: dict[str, Any]) -> Row[Any]:
-        """The conversation, counted, in the session's transaction; or roll back and raise
-        the error of the first condition that does not hold (or ConversationNotFound)."""
-        conversation = db.session.execute(self.update, params).first()
+    def __call__(self, connection: Connection, params: dict[str, Any]) -> Row[Any]:
+        """The conversation, counted, in the connection's transaction; or raise the error
+        of the first condition that does not hold (or ConversationNotFound)."""
+        conversation = connection.execute(self.update, params).first()
         if conversation is not None:
             return conversation
-        holds = db.session.execute(self.check, params).first()
-        db.session.rollback()
+        holds = connection.execute(self.check, params).first()
         if holds is None:
             raise ConversationNotFound()
         failed = [error for error, held in zip(self.errors, holds, strict=True) if not held]
@@ -208,10 +207,15 @@ COUNT_APPENDED = MessageCount.unless(
 
 
 def insert_message(
-    conversation: Row[Any], *, role: str, content: str, status: str = "complete"
+    connection: Connection,
+    conversation: Row[Any],
+    *,
+    role: str,
+    content: str,
+    status: str = "complete",
 ) -> Row[Any]:
     """Insert a message counted on `conversation` by a MessageCount, at its change time."""
-    return db.session.execute(
+    return connection.execute(
         INSERT_MESSAGE,
         {
             "id": new_object_id(),
@@ -228,7 +232,8 @@ def append_message(
     caller: Caller, conversation_id: str, *, content: str, max_messages: int
 ) -> tuple[Row[Any], Row[Any]]:
     """Add the caller's message and update the conversation's count and times, atomically."""
-    conversation = COUNT_APPENDED({**owner(caller, conversation_id), "max_messages": max_messages})
-    message = insert_message(conversation, role="user", content=content)
-    db.session.commit()
+    params = {**owner(caller, conversation_id), "max_messages": max_messages}
+    with transaction() as connection:
+        conversation = COUNT_APPENDED(connection, params)
+        message = insert_message(connection, conversation, role="user", content=content)
     return message, conversation

@@ -1,0 +1,290 @@
+"""A thousand people chatting at once: replies streamed by the service as production
+runs it (gunicorn with the repository's gunicorn.conf.py), from a fake model server in
+a process of its own (bench/model_server.py). Prints figures only.
+
+    .venv/bin/python bench/streams.py                  # server-sent events
+    .venv/bin/python bench/streams.py --transport ws   # the conversation WebSocket
+
+People start their turns evenly over --ramp seconds; each reply is --tokens pieces at
+--rate a second, each piece stamped with the time the model server sent it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import psutil
+import psycopg
+import requests
+import uvloop
+import websockets
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent / "scripts"))
+
+from local_stack import ISSUER, production_env  # noqa: E402
+from run import free_port, gunicorn, wait_until_up  # noqa: E402
+
+API = "/api/florent/conversations"
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] if ordered else float("nan")
+
+
+class Person:
+    """One person's turn: what they saw, and when."""
+
+    def __init__(self, token: str, conversation_id: str):
+        self.token, self.conversation_id = token, conversation_id
+        self.sent = self.first_delta = self.finished = 0.0
+        self.token_latencies: list[float] = []
+        self.end = "none"
+
+    def delta(self, text: str) -> None:
+        now = time.time()
+        self.first_delta = self.first_delta or now
+        self.token_latencies.append(now - float(text.split(" ", 1)[0]))
+
+
+async def sse_turn(port: int, person: Person) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**20)
+    body = b'{"content": "Hello Florent"}'
+    writer.write(
+        f"POST {API}/{person.conversation_id}/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {person.token}\r\nAccept: text/event-stream\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    person.sent = time.time()
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b" 201 " not in head.split(b"\r\n", 1)[0]:
+            person.end = head.split(b"\r\n", 1)[0].decode()
+            return
+        buffer = b""
+        while True:  # chunked transfer encoding, then server-sent events
+            size = int((await reader.readuntil(b"\r\n"))[:-2], 16)
+            if size == 0:
+                return
+            buffer += (await reader.readexactly(size + 2))[:-2]
+            *events, buffer = buffer.split(b"\n\n")
+            for event in events:
+                if event.startswith(b"event: delta"):
+                    person.delta(orjson.loads(event.split(b"data: ", 1)[1])["text"])
+                elif event.startswith(b"event: "):
+                    person.end = event[7:].split(b"\n", 1)[0].decode()
+                    if person.end in ("done", "error", "stopped"):
+                        person.finished = time.time()
+    finally:
+        writer.close()
+
+
+async def socket_turn(port: int, person: Person) -> None:
+    ticket = await asyncio.to_thread(
+        requests.post,
+        f"http://127.0.0.1:{port}{API}/{person.conversation_id}/ws-ticket",
+        headers={"Authorization": f"Bearer {person.token}"},
+        timeout=30,
+    )
+    grant = ticket.json()
+    async with websockets.connect(f"{grant['wsUrl']}?ticket={grant['ticket']}") as ws:
+        await ws.send(orjson.dumps({"type": "message", "content": "Hello Florent"}).decode())
+        person.sent = time.time()
+        async for raw in ws:
+            frame = orjson.loads(raw)
+            if frame["type"] == "delta":
+                person.delta(frame["text"])
+            elif frame["type"] in ("done", "error", "stopped"):
+                person.end, person.finished = frame["type"], time.time()
+                return
+
+
+async def load(port: int, people: list[Person], ramp: float, transport: str) -> None:
+    turn = sse_turn if transport == "sse" else socket_turn
+
+    async def start(n: int, person: Person) -> None:
+        await asyncio.sleep(n * ramp / len(people))
+        try:
+            await turn(port, person)
+        except Exception as error:  # counted as not done
+            person.end = f"{type(error).__name__}: {error}"
+
+    await asyncio.gather(*(start(n, person) for n, person in enumerate(people)))
+
+
+class Sampler(threading.Thread):
+    """The most PostgreSQL connections and service memory seen, every 100 ms."""
+
+    def __init__(self, database_url: str, service: subprocess.Popen):
+        super().__init__(daemon=True)
+        self.database_url, self.service = database_url, service
+        self.connections = self.rss = 0
+        self.running = True
+
+    def run(self) -> None:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            while self.running:
+                count = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchone()[0]
+                self.connections = max(self.connections, count)
+                parent = psutil.Process(self.service.pid)
+                processes = [parent, *parent.children(recursive=True)]
+                self.rss = max(self.rss, sum(p.memory_info().rss for p in processes))
+                time.sleep(0.1)
+
+
+def list_latencies(url: str, token: str, seconds: float) -> list[float]:
+    """GET the list again and again, one at a time, for `seconds`: each one's latency."""
+    latencies, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        latencies.append(time.perf_counter() - started)
+        time.sleep(0.05)
+    return latencies
+
+
+def healthz_with_slow_clients(port: int, clients: int = 50, seconds: float = 12) -> float:
+    """The slowest /healthz while `clients` send one header line every 5 s."""
+    slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(clients)]
+    for conn in slow:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    worst, deadline, next_line = 0.0, time.monotonic() + seconds, time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if time.monotonic() >= next_line:
+            for conn in slow:
+                conn.sendall(b"X-Slow: 1\r\n")
+            next_line += 5
+        started = time.perf_counter()
+        requests.get(f"http://127.0.0.1:{port}/healthz", timeout=30)
+        worst = max(worst, time.perf_counter() - started)
+        time.sleep(0.2)
+    for conn in slow:
+        conn.close()
+    return worst
+
+
+def seed(database_url: str, people: int) -> list[str]:
+    """A conversation for each person, and thirty for the list prober."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO conversations (id, org_id, user_id, title, model) "
+            "SELECT lpad(to_hex(n), 24, '0'), 'org_load', 'user_' || n, 'Chat', 'm' "
+            "FROM generate_series(1, %s) AS n",
+            (people,),
+        )
+        conn.execute(
+            "INSERT INTO conversations (id, org_id, user_id, title, model) "
+            "SELECT lpad(to_hex(n + 1000000), 24, '0'), 'org_load', 'user_lister', 'L', 'm' "
+            "FROM generate_series(1, 30) AS n"
+        )
+        conn.execute("VACUUM (ANALYZE) conversations")
+    return [f"{n:024x}" for n in range(1, people + 1)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--people", type=int, default=1000)
+    parser.add_argument("--ramp", type=float, default=5.0)
+    parser.add_argument("--tokens", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=10.0)
+    parser.add_argument("--transport", choices=("sse", "ws"), default="sse")
+    parser.add_argument("--repo", type=Path, default=BENCH.parent)
+    args = parser.parse_args()
+
+    repo, model_port, port = args.repo.resolve(), free_port(), free_port()
+    model = subprocess.Popen(
+        [sys.executable, str(BENCH / "model_server.py"), "--port", str(model_port)]
+        + ["--tokens", str(args.tokens), "--rate", str(args.rate)],
+        stdout=subprocess.DEVNULL,
+    )
+    env, key = production_env(
+        Path(tempfile.mkdtemp(prefix="florent-streams-")),
+        repo=repo,
+        FLORENT_LLM_BASE_URL=f"http://127.0.0.1:{model_port}/v1",
+    )
+    conversations = seed(env["DATABASE_URL"], args.people)
+    people = [
+        Person(key.sign(f"user_{n + 1}", "org_load", issuer=ISSUER), conversation_id)
+        for n, conversation_id in enumerate(conversations)
+    ]
+    lister = key.sign("user_lister", "org_load", issuer=ISSUER)
+    service = gunicorn("wsgi:app", port, env, config=repo / "gunicorn.conf.py", cwd=repo)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz")
+        list_url = f"http://127.0.0.1:{port}{API}?limit=30"
+        idle = list_latencies(list_url, lister, 5)
+        sampler = Sampler(env["DATABASE_URL"], service)
+        sampler.start()
+        during: list[float] = []
+        reply_seconds = args.tokens / args.rate
+        prober = threading.Thread(
+            target=lambda: during.extend(
+                list_latencies(list_url, lister, args.ramp + reply_seconds)
+            )
+        )
+        prober.start()
+        started = time.time()
+        uvloop.run(load(port, people, args.ramp, args.transport))  # a light client
+        elapsed = time.time() - started
+        prober.join()
+        sampler.running = False
+        report(args, people, elapsed, idle, during, sampler)
+        print(
+            f"/healthz with 50 slow clients: worst {healthz_with_slow_clients(port) * 1000:.1f} ms"
+            " (target <= 100)"
+        )
+    finally:
+        service.terminate()
+        service.wait()
+        model.terminate()
+        model.wait()
+
+
+def report(args, people: list[Person], elapsed: float, idle, during, sampler: Sampler) -> None:
+    done = [p for p in people if p.end == "done"]
+    firsts = [p.first_delta - p.sent for p in done if p.first_delta]
+    tokens = [latency for p in done for latency in p.token_latencies]
+    budget = args.ramp + args.tokens / args.rate + 3
+    ends: dict[str, int] = {}
+    for person in people:
+        ends[person.end] = ends.get(person.end, 0) + 1
+    idle_p50, during_p50 = statistics.median(idle), statistics.median(during)
+    print(
+        f"transport {args.transport}: {args.people} people over {args.ramp:g} s, "
+        f"{args.tokens} pieces at {args.rate:g}/s"
+    )
+    print(f"replies done        {len(done)}/{len(people)}  {ends}")
+    print(
+        f"first delta         p50 {percentile(firsts, 50) * 1000:.0f} ms  "
+        f"p99 {percentile(firsts, 99) * 1000:.0f} ms (target <= 500)"
+    )
+    print(
+        f"added per token     p50 {percentile(tokens, 50) * 1000:.1f} ms  "
+        f"p99 {percentile(tokens, 99) * 1000:.1f} ms (target <= 50)"
+    )
+    print(f"all done in         {elapsed:.1f} s (target <= {budget:g})")
+    print(f"PostgreSQL conns    {sampler.connections} at most (target <= 20)")
+    print(f"service RSS         {sampler.rss / 2**20:.0f} MB at most (target < 768)")
+    print(
+        f"list p50            idle {idle_p50 * 1000:.1f} ms, under load {during_p50 * 1000:.1f} ms"
+        f" ({during_p50 / idle_p50:.1f}x, target <= 3x)"
+    )
+
+
+if __name__ == "__main__":
+    main()

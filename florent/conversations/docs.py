@@ -1,0 +1,94 @@
+"""What the OpenAPI document says of the conversations' views that their schemas do not."""
+
+from __future__ import annotations
+
+from ..openapi import CONVERSATION_ID, Operation, response
+from . import views
+from .schemas import (
+    ConversationCreateSchema,
+    ConversationDetailSchema,
+    ConversationListQuerySchema,
+    ConversationPageSchema,
+    ConversationQuerySchema,
+    ConversationRenameSchema,
+    ConversationResponseSchema,
+    MessagePageQuerySchema,
+    MessagePageSchema,
+)
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "description": "Makes the create safe to retry: the same key and body within 24 hours "
+    "replay the first response (with `Idempotent-Replayed: true`); the same key with "
+    "another body is a 422. 1 to 255 printable ASCII characters, quoted or not.",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+LOCATION = {"Location": {"description": "The conversation's URL.", "schema": {"type": "string"}}}
+OPERATIONS = (
+    Operation(
+        views.create_conversation,
+        "post",
+        "post-florent-conversations",
+        "Create a Florent conversation",
+        (201, response("The created conversation.", ConversationResponseSchema, headers=LOCATION)),
+        (400, 413, 422),
+        description="Starts a new org-level Florent builder-chat conversation owned by the "
+        "caller. Open to every org member.",
+        parameters=(IDEMPOTENCY_KEY,),
+        body=ConversationCreateSchema,
+        optional_body=True,
+    ),
+    Operation(
+        views.list_conversations,
+        "get",
+        "get-florent-conversations",
+        "List the caller's Florent conversations",
+        (200, response("One page of views.", ConversationPageSchema)),
+        (400,),
+        description="Most recently updated first, keyset-paginated.",
+        query=ConversationListQuerySchema,
+    ),
+    Operation(
+        views.get_conversation,
+        "get",
+        "get-florent-conversation",
+        "Get a Florent conversation with its newest messages",
+        (200, response("The conversation and its newest messages.", ConversationDetailSchema)),
+        (400, 404),
+        description="At most `messagesLimit` messages, the newest, oldest first; "
+        "`olderMessagesCursor` pages back through the rest.",
+        parameters=(CONVERSATION_ID,),
+        query=ConversationQuerySchema,
+    ),
+    Operation(
+        views.list_messages,
+        "get",
+        "get-florent-conversation-messages",
+        "Page back through a Florent conversation's messages",
+        (200, response("Messages before the cursor, oldest first.", MessagePageSchema)),
+        (400, 404),
+        parameters=(CONVERSATION_ID,),
+        query=MessagePageQuerySchema,
+    ),
+    Operation(
+        views.rename_conversation,
+        "patch",
+        "patch-florent-conversation",
+        "Rename a Florent conversation",
+        (200, response("The renamed conversation.", ConversationResponseSchema)),
+        (400, 404, 413),
+        parameters=(CONVERSATION_ID,),
+        body=ConversationRenameSchema,
+    ),
+    Operation(
+        views.delete_conversation,
+        "delete",
+        "delete-florent-conversation",
+        "Delete a Florent conversation and its messages",
+        (204, response("Deleted.")),
+        (404,),
+        parameters=(CONVERSATION_ID,),
+    ),
+)
