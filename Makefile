@@ -30,9 +30,11 @@ run: install
 
 test: install
 	bash scripts/ensure-browser.sh
+	bash scripts/ensure-services.sh
 	$(BIN)/pytest
 
-# Everything but the slow tests: no browser, no PostgreSQL restarts, no gunicorn.
+# Everything but the slow tests: no browser, no PostgreSQL restarts, no gunicorn, no
+# Redis, PgBouncer or nginx.
 test-fast: install
 	$(BIN)/pytest -m "not slow"
 

@@ -15,6 +15,12 @@ def _int(name: str, default: int) -> int:
 
 # Loopback unless told otherwise: the service belongs behind a buffering proxy.
 bind = os.environ.get("GUNICORN_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
+# Forwarded headers are believed in one place, the app (FLORENT_TRUSTED_PROXIES, through
+# Werkzeug's ProxyFix). gunicorn's own trust in them (X-Forwarded-Proto, SCRIPT_NAME from
+# loopback or a unix socket) is off, so with no trusted proxy they change nothing.
+forwarded_allow_ips = ""
+secure_scheme_headers = {}
+forwarder_headers = ""
 # gevent: each worker serves many connections at once on greenlets, so a streamed reply
 # (seconds to minutes, mostly waiting on the model) costs a greenlet, not a worker.
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")

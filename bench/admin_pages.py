@@ -40,15 +40,16 @@ LOAD_CONVERSATIONS = """
            now() - make_interval(secs => (i::bigint * 7919) %% %(n)s)
     FROM generate_series(1, %(n)s) i"""
 LOAD_MESSAGES = """
-    INSERT INTO messages (id, conversation_id, role, content, created_at)
-    SELECT to_hex(1700000000 + i) || lpad(to_hex(i), 16, 'f'),
+    INSERT INTO messages (org_id, id, conversation_id, role, content, created_at)
+    SELECT 'org_' || (i %% 1000), to_hex(1700000000 + i) || lpad(to_hex(i), 16, 'f'),
            to_hex(1700000000 + i) || lpad(to_hex(i), 16, '0'), 'user', repeat('word ', 40) || i, now()
     FROM generate_series(1, %(n)s) i"""
 # One conversation as long as a conversation may be, for its pages of messages.
 LONG_CONVERSATION = 10_000
 LOAD_LONG_CONVERSATION = """
-    INSERT INTO messages (id, conversation_id, role, content, created_at)
-    SELECT 'ab' || lpad(to_hex(i), 22, '0'), %(conversation)s, 'user',
+    INSERT INTO messages (org_id, id, conversation_id, role, content, created_at)
+    SELECT (SELECT org_id FROM conversations WHERE id = %(conversation)s),
+           'ab' || lpad(to_hex(i), 22, '0'), %(conversation)s, 'user',
            repeat('word ', 40) || i, now() + make_interval(secs => i)
     FROM generate_series(1, %(n)s) i"""
 
@@ -82,9 +83,9 @@ def main() -> None:
         )
     with app.app_context():
         accounts.create_staff("bench@florent.test", role="admin", password="bench password 123")
-        conversation_id = db.session.scalar(
-            text("SELECT id FROM conversations ORDER BY id DESC LIMIT 1 OFFSET 500")
-        )
+        org_id, conversation_id = db.session.execute(
+            text("SELECT org_id, id FROM conversations ORDER BY id DESC LIMIT 1 OFFSET 500")
+        ).one()
     with psycopg.connect(server.get_uri("bench"), autocommit=True) as loader:
         loader.execute(
             LOAD_LONG_CONVERSATION, {"conversation": conversation_id, "n": LONG_CONVERSATION}
@@ -115,10 +116,10 @@ def main() -> None:
         "conversations, least recently updated": "/admin/conversations/?sort=7",
         "conversations, search (common)": "/admin/conversations/?search=Conversation",
         "conversations, search (no match)": f"/admin/conversations/?search=Conversation%20{rows // 2}x",
-        "conversation details (10,000 messages)": f"/admin/conversations/details/?id={conversation_id}",
-        "  messages after the 5,000th": f"/admin/conversations/details/?id={conversation_id}&after={middle}",
-        "  messages before the 5,000th": f"/admin/conversations/details/?id={conversation_id}&before={middle}",
-        "  latest messages": f"/admin/conversations/details/?id={conversation_id}&latest=1",
+        "conversation details (10,000 messages)": f"/admin/conversations/details/?id={org_id},{conversation_id}",
+        "  messages after the 5,000th": f"/admin/conversations/details/?id={org_id},{conversation_id}&after={middle}",
+        "  messages before the 5,000th": f"/admin/conversations/details/?id={org_id},{conversation_id}&before={middle}",
+        "  latest messages": f"/admin/conversations/details/?id={org_id},{conversation_id}&latest=1",
         "messages, page 1": "/admin/messages/",
         "api keys": "/admin/api-keys/",
     }

@@ -57,7 +57,7 @@ def gunicorn(app: str, port: int, env: dict[str, str], *, config: Path, cwd: Pat
     """gunicorn with `config`, whatever the app: the service and the baseline alike. Its
     log goes to the file BENCH_LOG names, if any."""
     command = [sys.executable, "-m", "gunicorn", "-c", str(config), app]
-    log = open(os.environ["BENCH_LOG"], "a") if os.environ.get("BENCH_LOG") else None  # noqa: SIM115
+    log = open(os.environ["BENCH_LOG"], "a") if os.environ.get("BENCH_LOG") else None
     return subprocess.Popen(
         command,
         cwd=cwd,
@@ -103,8 +103,8 @@ def seed(database_url: str) -> str:
             "FROM generate_series(1, 40) AS n"
         )
         conn.execute(
-            "INSERT INTO messages (id, conversation_id, role, content, created_at) "
-            "SELECT lpad(to_hex(n + 4096), 24, '0'), lpad(to_hex(1), 24, '0'), 'user', "
+            "INSERT INTO messages (org_id, id, conversation_id, role, content, created_at) "
+            "SELECT 'org_bench', lpad(to_hex(n + 4096), 24, '0'), lpad(to_hex(1), 24, '0'), 'user', "
             "repeat('Message text ', 20), now() + n * interval '1 ms' FROM generate_series(1, 20) AS n"
         )
         conn.execute(

@@ -208,8 +208,10 @@ def main() -> None:
 
     repo, model_port, port = args.repo.resolve(), free_port(), free_port()
     model = subprocess.Popen(
-        [sys.executable, str(BENCH / "model_server.py"), "--port", str(model_port)]
-        + ["--tokens", str(args.tokens), "--rate", str(args.rate)],
+        [
+            *(sys.executable, str(BENCH / "model_server.py"), "--port", str(model_port)),
+            *("--tokens", str(args.tokens), "--rate", str(args.rate)),
+        ],
         stdout=subprocess.DEVNULL,
     )
     env, key = production_env(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .admin import init_admin
 from .api import init_api
@@ -48,11 +49,12 @@ def create_app(settings: Settings | None = None, *, instance_path: str | None = 
         ),
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         RATELIMIT_ENABLED=settings.rate_limit_enabled,
-        RATELIMIT_STORAGE_URI=settings.rate_limit_storage_uri,
+        RATELIMIT_STORAGE_URI=settings.limits_storage_uri,
         RATELIMIT_API=settings.rate_limit,
         RATELIMIT_HEADERS_ENABLED=False,
     )
 
+    trust_proxies(app, settings.trusted_proxies)
     db.init_app(app)
     init_database(app)
     if embedded:
@@ -69,7 +71,7 @@ def create_app(settings: Settings | None = None, *, instance_path: str | None = 
             # Only development trusts a key of its own; production trusts only the JWKS.
             dev_key=None if settings.is_production else _dev_signing_key(app),
         ),
-        failures=Throttle.from_uri(settings.rate_limit_storage_uri, settings.auth_failure_limit)
+        failures=Throttle.from_uri(settings.limits_storage_uri, settings.auth_failure_limit)
         if settings.rate_limit_enabled
         else None,
     )
@@ -79,9 +81,21 @@ def create_app(settings: Settings | None = None, *, instance_path: str | None = 
     init_sockets(app)
 
     register_error_handlers(app)
-    init_admin(app, throttle_storage_uri=settings.rate_limit_storage_uri)
+    init_admin(app, throttle_storage_uri=settings.limits_storage_uri)
     register_cli(app)
     return app
+
+
+def trust_proxies(app: Flask, hops: int) -> None:
+    """Believe the X-Forwarded-For, -Proto and -Host that the `hops` proxies in front
+    set: the client's address (throttles, limits), and the scheme and host of the URLs
+    the service hands out (the WebSocket's wsUrl). With 0, those headers change nothing.
+
+    X-Forwarded-Port and -Prefix stay untrusted: the host carries the port, the service
+    is served at the root, and a header the proxy does not set is the client's own.
+    """
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
 def _listen_url(settings: Settings, embedded: EmbeddedPostgres | None) -> Callable[[], str]:

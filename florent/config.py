@@ -16,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 WORKOS_JWKS_URL_TEMPLATE = "https://api.workos.com/sso/jwks/{client_id}"
 ENVIRONMENTS = ("development", "production")
 FALSE_WORDS = ("0", "false", "no", "off")
+# What the limits library reads; redis+unix:// names a socket (redis-py calls it unix://).
+REDIS_SCHEMES = ("redis", "rediss", "redis+unix")
 N = TypeVar("N", int, float)
 
 
@@ -40,8 +42,12 @@ class Settings:
     # Failed authentications allowed per client address (a flood of bad tokens).
     auth_failure_limit: str = "30 per minute"
     rate_limit_enabled: bool = True
-    # memory:// counts per process; give several instances one Redis (redis://...).
-    rate_limit_storage_uri: str = "memory://"
+    # One Redis for everything processes and instances must share: the rate limits, the
+    # failure throttles and the stop signals. None: each process keeps its own (memory)
+    # and stops travel through PostgreSQL.
+    redis_url: str | None = None
+    # Where limits and throttles count, when not in REDIS_URL (any `limits` storage URI).
+    rate_limit_storage_uri: str | None = None
     # A conversation holds at most this many messages.
     max_messages: int = 10_000
     # Replies Florent may be generating at once for one caller.
@@ -69,10 +75,20 @@ class Settings:
     stream_coalesce_ms: float = 0.0
     # Where stop signals are listened for: PostgreSQL itself, not a transaction pooler.
     database_listen_url: str | None = None
+    # psycopg prepares a statement its connection runs often; behind a transaction pooler
+    # (PgBouncer) the next transaction may get a server connection where it does not exist.
+    database_prepared_statements: bool = True
+    # Proxy hops in front of the service whose X-Forwarded-* headers are believed.
+    trusted_proxies: int = 0
 
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def limits_storage_uri(self) -> str:
+        """Where rate limits and throttles count: memory:// is per process."""
+        return self.rate_limit_storage_uri or self.redis_url or "memory://"
 
 
 def read_settings(environ: Mapping[str, str] = os.environ) -> Settings:
@@ -107,7 +123,8 @@ def read_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         rate_limit=get("RATELIMIT_DEFAULT") or Settings.rate_limit,
         auth_failure_limit=get("RATELIMIT_AUTH_FAILURES") or Settings.auth_failure_limit,
         rate_limit_enabled=(get("RATELIMIT_ENABLED") or "true").lower() not in FALSE_WORDS,
-        rate_limit_storage_uri=get("RATELIMIT_STORAGE_URI") or "memory://",
+        redis_url=get("REDIS_URL"),
+        rate_limit_storage_uri=get("RATELIMIT_STORAGE_URI"),
         max_messages=number(int, "FLORENT_MAX_MESSAGES", "max_messages"),
         max_replies_in_progress=number(
             int, "FLORENT_MAX_REPLIES_IN_PROGRESS", "max_replies_in_progress"
@@ -127,6 +144,11 @@ def read_settings(environ: Mapping[str, str] = os.environ) -> Settings:
             get("FLORENT_STREAM_COALESCE_MS"), 0, "FLORENT_STREAM_COALESCE_MS"
         ),
         database_listen_url=get("DATABASE_LISTEN_URL"),
+        database_prepared_statements=(get("DATABASE_PREPARED_STATEMENTS") or "true").lower()
+        not in FALSE_WORDS,
+        trusted_proxies=_count(
+            get("FLORENT_TRUSTED_PROXIES"), Settings.trusted_proxies, "FLORENT_TRUSTED_PROXIES"
+        ),
     )
     check(settings)
     return settings
@@ -138,6 +160,8 @@ def check(settings: Settings) -> None:
         raise ConfigError("WORKOS_JWKS_URL must be an http(s) URL")
     if settings.llm_base_url is not None and not _is_http_url(settings.llm_base_url):
         raise ConfigError("FLORENT_LLM_BASE_URL must be an http(s) URL, e.g. http://host:8000/v1")
+    if settings.redis_url is not None and not _is_redis_url(settings.redis_url):
+        raise ConfigError("REDIS_URL must be a redis://, rediss:// or redis+unix:// URL")
     if not settings.is_production:
         return
     missing = [
@@ -182,6 +206,11 @@ def _count(value: str | None, default: int, name: str) -> int:
 def _is_http_url(url: str) -> bool:
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _is_redis_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in REDIS_SCHEMES and bool(parts.netloc or parts.path)
 
 
 def _is_loopback(host: str | None) -> bool:

@@ -22,6 +22,7 @@ from .extensions import db
 CONNECT_TIMEOUT_S = 2
 POOL_TIMEOUT_S = 2
 STATEMENT_TIMEOUT_MS = 2500
+SESSION_OPTIONS = f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c timezone=UTC"
 
 
 def database_config(url: str, settings: Settings) -> dict[str, Any]:
@@ -35,13 +36,26 @@ def database_config(url: str, settings: Settings) -> dict[str, Any]:
             # Statements that fail are logged without their values: message contents
             # and keys never reach a log.
             "hide_parameters": True,
-            "connect_args": {
-                "connect_timeout": CONNECT_TIMEOUT_S,
-                # UTC sessions hand back datetimes in datetime.UTC: no conversion to format them.
-                "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c timezone=UTC",
-            },
+            "connect_args": connect_args(settings),
         },
     }
+
+
+def connect_args(settings: Settings) -> dict[str, Any]:
+    """psycopg's arguments for every pooled connection."""
+    args: dict[str, Any] = {
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        # UTC sessions hand back datetimes in datetime.UTC: no conversion to format them.
+        # Behind PgBouncer, which does not pass `options` on, the pooler sets them
+        # (README, "PgBouncer").
+        "options": SESSION_OPTIONS,
+    }
+    if not settings.database_prepared_statements:
+        # psycopg prepares a statement a connection has run five times; a transaction
+        # pooler runs the next transaction on any server connection, where that prepared
+        # statement does not exist (or another of the same name does).
+        args["prepare_threshold"] = None
+    return args
 
 
 @contextmanager

@@ -1,9 +1,9 @@
 """Rate limits: per caller on the API (Flask-Limiter), and throttles on failures
 (failed authentications, failed staff sign-ins) with the `limits` library underneath it.
 
-Both count in the storage RATELIMIT_STORAGE_URI names: memory (per process) or Redis
-(shared by every process and instance). A storage that is down fails open: requests
-go through and the error is logged, until it is back.
+Both count in one storage: Redis (REDIS_URL, shared by every process and instance), or
+memory, per process. A storage that is down fails open: requests go through and the
+error is logged, until it is back; one that hangs costs a request about half a second.
 """
 
 from __future__ import annotations
@@ -18,10 +18,30 @@ from limits import RateLimitItem, parse_many
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from .config import REDIS_SCHEMES
 from .errors import json_response
 from .extensions import limiter
 
 log = logging.getLogger(__name__)
+
+# The longest a call to Redis may take, connecting included: a Redis that is down
+# refuses at once, one that hangs costs this.
+REDIS_TIMEOUT_SECONDS = 0.5
+
+
+def storage_options(uri: str) -> dict[str, float]:
+    """The storage client's options: short timeouts for Redis."""
+    if uri.split("://", 1)[0] not in REDIS_SCHEMES:
+        return {}
+    return {
+        "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+        "socket_timeout": REDIS_TIMEOUT_SECONDS,
+    }
+
+
+def shared_storage(uri: str) -> Storage:
+    """The storage at `uri`, with the options of `storage_options`."""
+    return storage_from_string(uri, **storage_options(uri))
 
 
 def caller_key() -> str:
@@ -48,7 +68,16 @@ def _api_limit() -> str:
 
 def init_limits(app: Flask, api: Blueprint) -> None:
     """Per-caller limits on every API view; call after authentication is registered."""
-    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)  # a store that is down fails open
+    # A storage that is down fails open; no in-memory fallback, so counting resumes in the
+    # shared storage with the first request after it is back.
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    uri = app.config["RATELIMIT_STORAGE_URI"]
+    app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", storage_options(uri))
+    if app.config["FLORENT_ENV"] == "production" and uri.startswith("memory://"):
+        log.warning(
+            "rate limits and failure throttles count per process, in memory: each process "
+            "(and each instance) allows the whole limit. Set REDIS_URL to share them."
+        )
     limiter.init_app(app)
     limiter.limit(_api_limit, key_func=caller_key, on_breach=_rate_limited)(api)
 
@@ -63,7 +92,7 @@ class Throttle:
 
     @classmethod
     def from_uri(cls, uri: str, limits: str) -> Throttle:
-        return cls(storage_from_string(uri), limits)
+        return cls(shared_storage(uri), limits)
 
     def wait(self, key: str) -> int:
         """Seconds until `key` may try again; 0 when it may now."""

@@ -8,7 +8,7 @@ from sqlalchemy import (
     CheckConstraint,
     Computed,
     DateTime,
-    ForeignKey,
+    ForeignKeyConstraint,
     Index,
     LargeBinary,
     String,
@@ -38,8 +38,10 @@ def timestamp(**kwargs) -> Mapped[datetime]:
 class Conversation(db.Model):
     __tablename__ = "conversations"
 
+    # The organization leads every key of a person's data: the column a distributed
+    # PostgreSQL (Citus) shards by, so a conversation and its rows live together.
+    org_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_object_id)
-    org_id: Mapped[str] = mapped_column(String(255))
     user_id: Mapped[str] = mapped_column(String(255))
     title: Mapped[str] = mapped_column(String(120))
     model: Mapped[str] = mapped_column(String(100))
@@ -65,8 +67,10 @@ class Conversation(db.Model):
             text("updated_at DESC"),
             text("id DESC"),
         ),
-        # Everyone's conversations, most recently updated first (the admin's list).
+        # Everyone's conversations, most recently updated first (the admin's list), and by
+        # id, which starts with the creation second (the admin's sort by creation).
         Index("ix_conversations_recent", text("updated_at DESC"), text("id DESC")),
+        Index("ix_conversations_id", "id"),
         # A caller's replies in progress, counted before each new turn.
         Index(
             "ix_conversations_owner_replying",
@@ -80,10 +84,9 @@ class Conversation(db.Model):
 class Message(db.Model):
     __tablename__ = "messages"
 
+    org_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_object_id)
-    conversation_id: Mapped[str] = mapped_column(
-        String(24), ForeignKey("conversations.id", ondelete="CASCADE")
-    )
+    conversation_id: Mapped[str] = mapped_column(String(24))
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
     # Kept beside the content so that summing the history's length never reads (and
@@ -97,8 +100,15 @@ class Message(db.Model):
         CheckConstraint(OBJECT_ID_CHECK, name="id_is_object_id"),
         CheckConstraint("role IN ('user', 'assistant')", name="role_known"),
         CheckConstraint("status IN ('complete', 'stopped')", name="status_known"),
+        ForeignKeyConstraint(
+            ["org_id", "conversation_id"],
+            ["conversations.org_id", "conversations.id"],
+            ondelete="CASCADE",
+        ),
         # A conversation's messages in order, walked from either end; serves the cascade.
-        Index("ix_messages_conversation_order", "conversation_id", "created_at", "id"),
+        Index("ix_messages_conversation_order", "org_id", "conversation_id", "created_at", "id"),
+        # Everyone's messages by id, so by creation (the admin's list).
+        Index("ix_messages_id", "id"),
     )
 
 
@@ -108,16 +118,22 @@ class SocketTicket(db.Model):
 
     __tablename__ = "socket_tickets"
 
+    org_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     ticket_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
-    org_id: Mapped[str] = mapped_column(String(255))
     user_id: Mapped[str] = mapped_column(String(255))
-    conversation_id: Mapped[str] = mapped_column(
-        String(24), ForeignKey("conversations.id", ondelete="CASCADE"), index=True
-    )
+    conversation_id: Mapped[str] = mapped_column(String(24))
     expires_at: Mapped[datetime] = timestamp()
 
-    # Serves the purge of expired tickets.
-    __table_args__ = (Index("ix_socket_tickets_expires_at", "expires_at"),)
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["org_id", "conversation_id"],
+            ["conversations.org_id", "conversations.id"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_socket_tickets_conversation", "org_id", "conversation_id"),
+        # Serves the purge of expired tickets.
+        Index("ix_socket_tickets_expires_at", "expires_at"),
+    )
 
 
 class ApiKey(db.Model):
@@ -194,12 +210,18 @@ class IdempotencyKey(db.Model):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     # SHA-256 of the validated request, to tell a retry from a different request.
     request_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
-    conversation_id: Mapped[str | None] = mapped_column(
-        String(24), ForeignKey("conversations.id", ondelete="CASCADE"), index=True
-    )
+    conversation_id: Mapped[str | None] = mapped_column(String(24))
     response_status: Mapped[int | None]
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = timestamp(server_default=NOW_MS)
 
-    # Serves the purge of expired keys.
-    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["org_id", "conversation_id"],
+            ["conversations.org_id", "conversations.id"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_idempotency_keys_conversation", "org_id", "conversation_id"),
+        # Serves the purge of expired keys.
+        Index("ix_idempotency_keys_created_at", "created_at"),
+    )

@@ -362,3 +362,14 @@ def live_server(app: Flask) -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def limiter_restored(app: Flask) -> Iterator[None]:
+    """Flask-Limiter keeps its storage on the Limiter, and there is one Limiter per process
+    (one app, in production): an app made with other limit settings takes it over. It is
+    handed back to the session app afterwards."""
+    yield
+    from florent.extensions import limiter
+
+    limiter.init_app(app)

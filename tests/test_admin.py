@@ -179,7 +179,7 @@ def test_viewer_browses_conversations_and_messages(viewer, conversation):
     for value in ("Quarterly roadmap", "org_01ACME", "user_01ALICE", "florent-test-model"):
         assert value in page
 
-    details = viewer.get(f"/admin/conversations/details/?id={conversation['_id']}")
+    details = viewer.get(f"/admin/conversations/details/?id=org_01ACME,{conversation['_id']}")
     assert details.status_code == 200
     page = details.get_data(as_text=True)
     assert page.index("First, the budget.") < page.index("Then, the hiring plan.")
@@ -255,7 +255,7 @@ def test_admin_sees_everything_a_viewer_cannot(app, administrator):
 def test_nothing_in_the_admin_can_change_a_conversation(administrator, conversation):
     for url in (
         "/admin/conversations/new/",
-        f"/admin/conversations/edit/?id={conversation['_id']}",
+        f"/admin/conversations/edit/?id=org_01ACME,{conversation['_id']}",
     ):
         assert administrator.get(url).status_code == 302  # Flask-Admin sends it back to the list
     page = administrator.get("/admin/conversations/").get_data(as_text=True)

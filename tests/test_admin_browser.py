@@ -135,7 +135,7 @@ def test_staff_browse_issue_a_key_and_sign_out_in_a_real_browser(page: Page, liv
     # One conversation, its messages in order.
     page.get_by_role("link", name="Quarterly roadmap").click()
     expect(page).to_have_url(
-        re.compile(rf"/admin/conversations/details/\?id={data['conversation_id']}")
+        re.compile(rf"/admin/conversations/details/\?id=org_01ACME,{data['conversation_id']}")
     )
     expect(page.get_by_test_id("message-content")).to_have_text(
         ["First, the budget.", "Then, the hiring plan."]
@@ -237,7 +237,7 @@ def test_words_without_spaces_never_widen_a_page(page: Page, live_server, app, a
     for name, url in (
         ("conversations", "/admin/conversations/"),
         ("messages", "/admin/messages/"),
-        ("conversation", f"/admin/conversations/details/?id={conversation['_id']}"),
+        ("conversation", f"/admin/conversations/details/?id=org_01ACME,{conversation['_id']}"),
     ):
         page.goto(url)
         expect(page.get_by_text(title[:60], exact=False).first).to_be_visible()

@@ -29,8 +29,9 @@ def insert_messages(app, conversation_id: str, count: int) -> None:
         db.session.execute(
             text(
                 """
-                INSERT INTO messages (id, conversation_id, role, content, created_at)
-                SELECT lpad(to_hex(n), 24, '0'), :conversation,
+                INSERT INTO messages (org_id, id, conversation_id, role, content, created_at)
+                SELECT (SELECT org_id FROM conversations WHERE id = :conversation),
+                       lpad(to_hex(n), 24, '0'), :conversation,
                        CASE WHEN n % 2 = 1 THEN 'user' ELSE 'assistant' END,
                        n || ' message',
                        timestamptz '2026-01-01T00:00:00Z' + (n / 2) * interval '1 ms'
@@ -61,7 +62,8 @@ def long_conversation(app, alice) -> str:
 
 def details(client, conversation_id: str, **query: str) -> str:
     response = client.get(
-        "/admin/conversations/details/", query_string={"id": conversation_id, **query}
+        "/admin/conversations/details/",
+        query_string={"id": f"org_01ACME,{conversation_id}", **query},
     )
     assert response.status_code == 200
     return response.get_data(as_text=True)
@@ -109,8 +111,9 @@ def test_bad_page_parameters_show_the_first_page(app, viewer, long_conversation,
     with app.app_context():
         db.session.execute(
             text(
-                "INSERT INTO messages (id, conversation_id, role, content)"
-                " VALUES ('ffffffffffffffffffffffff', :other, 'user', '1 elsewhere')"
+                "INSERT INTO messages (org_id, id, conversation_id, role, content)"
+                " SELECT org_id, 'ffffffffffffffffffffffff', id, 'user', '1 elsewhere'"
+                " FROM conversations WHERE id = :other"
             ),
             {"other": other},
         )

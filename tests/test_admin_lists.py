@@ -165,7 +165,7 @@ def test_messages_list_shows_each_conversations_title_read_in_one_statement(
     page = viewer.get("/admin/messages/").get_data(as_text=True)
 
     for title, conversation_id in made.items():
-        link = rf'<a href="/admin/conversations/details/\?id={conversation_id}"[^>]*>{title}</a>'
+        link = rf'<a href="/admin/conversations/details/\?id=org_01ACME,{conversation_id}"[^>]*>{title}</a>'
         assert len(re.findall(link, page)) == 1, title
     assert len([s for s in sql_statements if "FROM conversations" in s]) == 1
 
@@ -173,8 +173,10 @@ def test_messages_list_shows_each_conversations_title_read_in_one_statement(
         message_id = db.session.scalar(
             select(Message.id).where(Message.conversation_id == made["Beta plan"])
         )
-    page = viewer.get(f"/admin/messages/details/?id={message_id}").get_data(as_text=True)
+    page = viewer.get(f"/admin/messages/details/?id=org_01ACME,{message_id}")
+    page = page.get_data(as_text=True)
     assert re.search(
-        rf'href="/admin/conversations/details/\?id={made["Beta plan"]}"[^>]*>Beta plan<', page
+        rf'href="/admin/conversations/details/\?id=org_01ACME,{made["Beta plan"]}"[^>]*>Beta plan<',
+        page,
     )
     assert "About the Beta plan." in page

@@ -32,7 +32,7 @@ def test_admin_and_login_pages_forbid_framing_and_sniffing(viewer, conversation)
         anonymous.get("/admin/"),
         viewer.get("/admin/"),
         viewer.get("/admin/conversations/"),
-        viewer.get(f"/admin/conversations/details/?id={conversation['_id']}"),
+        viewer.get(f"/admin/conversations/details/?id=org_01ACME,{conversation['_id']}"),
         viewer.get("/admin/staff/"),  # a 403
     ]
     for response in responses:
@@ -141,7 +141,7 @@ def test_no_secret_ever_reaches_a_page(app, administrator, conversation):
     pages = [
         "/admin/",
         "/admin/conversations/",
-        f"/admin/conversations/details/?id={conversation['_id']}",
+        f"/admin/conversations/details/?id=org_01ACME,{conversation['_id']}",
         "/admin/messages/",
         "/admin/api-keys/",
         "/admin/api-keys/?search=CI",

@@ -126,7 +126,9 @@ def stream_turn(client, caller, conversation_id: str, content: str):
 
 def stored(florent: Flask, conversation_id: str) -> tuple[Conversation, list[tuple[str, str]]]:
     with florent.app_context():
-        conversation = db.session.get(Conversation, conversation_id)
+        conversation = db.session.scalars(
+            select(Conversation).where(Conversation.id == conversation_id)
+        ).one()
         rows = db.session.execute(
             select(Message.role, Message.content)
             .where(Message.conversation_id == conversation_id)
@@ -408,8 +410,8 @@ def test_a_turn_reads_only_the_history_that_fits(florent, chat, alice, model):
     with florent.app_context():
         db.session.execute(
             text(
-                "INSERT INTO messages (id, conversation_id, role, content, created_at) "
-                "SELECT lpad(to_hex(n), 24, '0'), :id, CASE WHEN n % 2 = 1 THEN 'user' "
+                "INSERT INTO messages (org_id, id, conversation_id, role, content, created_at) "
+                "SELECT 'org_01ACME', lpad(to_hex(n), 24, '0'), :id, CASE WHEN n % 2 = 1 THEN 'user' "
                 "ELSE 'assistant' END, repeat('x', 30000), now() - (3000 - n) * interval '1 ms' "
                 "FROM generate_series(1, 2000) AS n"
             ),

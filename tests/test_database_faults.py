@@ -183,7 +183,11 @@ def test_a_failed_statement_never_logs_its_values(app, caplog):
         with pytest.raises(IntegrityError) as raised:
             db.session.execute(
                 insert(Message).values(
-                    id="f" * 24, conversation_id="0" * 24, role="user", content=secret
+                    org_id="org_1",
+                    id="f" * 24,
+                    conversation_id="0" * 24,
+                    role="user",
+                    content=secret,
                 )
             )
         db.session.rollback()

@@ -20,8 +20,9 @@ def insert_messages(app, conversation_id: str, count: int, content: str = "m") -
         db.session.execute(
             text(
                 """
-                INSERT INTO messages (id, conversation_id, role, content, created_at)
-                SELECT lpad(to_hex(n), 24, '0'), :conversation,
+                INSERT INTO messages (org_id, id, conversation_id, role, content, created_at)
+                SELECT (SELECT org_id FROM conversations WHERE id = :conversation),
+                       lpad(to_hex(n), 24, '0'), :conversation,
                        CASE WHEN n % 2 = 1 THEN 'user' ELSE 'assistant' END,
                        n || ' ' || :content,
                        timestamptz '2026-01-01T00:00:00Z' + n * interval '1 ms'

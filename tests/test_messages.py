@@ -36,7 +36,7 @@ def test_append_stores_the_message_and_updates_the_conversation(app, client, ali
     assert updated["lastMessageAt"] == message["createdAt"] == updated["updatedAt"]
     assert updated["updatedAt"] > conversation["updatedAt"]
     with app.app_context():
-        row = db.session.get(Message, message["_id"])
+        row = db.session.get(Message, ("org_01ACME", message["_id"]))
         assert (row.conversation_id, row.role, row.content) == (
             conversation["_id"],
             "user",
@@ -72,7 +72,7 @@ def test_invalid_content_is_400_and_changes_nothing(app, client, alice, body, co
     assert payload["error"] == "invalid_body"
     assert [(i["path"], i["code"]) for i in payload["issues"]] == [(["content"], code)]
     with app.app_context():
-        assert db.session.get(Conversation, conversation["_id"]).message_count == 0
+        assert db.session.get(Conversation, ("org_01ACME", conversation["_id"])).message_count == 0
         assert db.session.scalar(select(func.count()).select_from(Message)) == 0
 
 
@@ -119,4 +119,4 @@ def test_fifty_concurrent_appends_lose_nothing(app, client, alice, live_server):
     assert body["conversation"]["lastMessageAt"] == body["messages"][-1]["createdAt"]
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Message)) == 50
-        assert db.session.get(Conversation, conversation["_id"]).message_count == 50
+        assert db.session.get(Conversation, ("org_01ACME", conversation["_id"])).message_count == 50

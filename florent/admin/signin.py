@@ -19,12 +19,11 @@ from flask import (
 )
 from flask_login import AnonymousUserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
-from limits.storage import storage_from_string
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
 from ..extensions import login_manager
-from ..limits import Throttle
+from ..limits import Throttle, shared_storage
 from ..staff import accounts as staff
 from .security import ADMIN_URL, is_admin_path
 
@@ -63,7 +62,7 @@ class SignInThrottle:
     """Failed sign-ins, counted in the rate limits' storage (shared when it is Redis)."""
 
     def __init__(self, storage_uri: str):
-        self.storage = storage = storage_from_string(storage_uri)
+        self.storage = storage = shared_storage(storage_uri)
         self.per_account = Throttle(storage, FAILURES_PER_ACCOUNT_AND_ADDRESS)
         self.per_address = Throttle(storage, FAILURES_PER_ADDRESS)
 

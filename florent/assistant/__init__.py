@@ -11,7 +11,7 @@ from flask import Flask, current_app
 from ..config import Settings
 from .model_server import ModelServer
 from .reply import Relay
-from .stops import StopSignals
+from .stops import StopSignals, stop_signals
 from .turns import Limits
 
 EXTENSION = "florent.assistant"
@@ -28,7 +28,8 @@ class Assistant:
             heartbeat_seconds=settings.stream_heartbeat_seconds,
             coalesce_seconds=settings.stream_coalesce_ms / 1000,
         )
-        self.stops = StopSignals(listen_url)
+        # Redis pub/sub when REDIS_URL is set, else PostgreSQL's LISTEN/NOTIFY.
+        self.stops: StopSignals = stop_signals(settings, listen_url)
 
     def close(self) -> None:
         if self.server is not None:

@@ -143,7 +143,10 @@ def _history() -> Select:
     chars_through = func.sum(Message.content_chars).over(order_by=newest_first, rows=(None, 0))
     walk = (
         select(*MESSAGE, Message.content_chars, chars_through.label("chars_through"))
-        .where(Message.conversation_id == bindparam("conversation_id"))
+        .where(
+            Message.org_id == bindparam("caller_org"),
+            Message.conversation_id == bindparam("conversation_id"),
+        )
         .order_by(*newest_first)
         .limit(bindparam("max_messages"))
         .subquery()

@@ -65,7 +65,9 @@ class MessageRow(NamedTuple):
     fits: bool
 
 
-def _walk(conversation_id: ColumnElement[str], *, before: bool) -> Select:
+def _walk(
+    org_id: ColumnElement[str], conversation_id: ColumnElement[str], *, before: bool
+) -> Select:
     """A conversation's messages, newest first: a walk of ix_messages_conversation_order
     backwards from the newest or from :before_at/:before_id, at most :limit rows, each with
     the bytes of content before it.
@@ -78,7 +80,7 @@ def _walk(conversation_id: ColumnElement[str], *, before: bool) -> Select:
         order_by=newest_first, rows=(None, -1)
     )
     walk = select(*MESSAGE, func.coalesce(bytes_before, 0).label("bytes_before")).where(
-        Message.conversation_id == conversation_id
+        Message.org_id == org_id, Message.conversation_id == conversation_id
     )
     if before:
         walk = walk.where(
@@ -101,7 +103,7 @@ def _page_columns(rows: Any) -> list[ColumnElement[Any]]:
 # The conversation and its newest messages in one statement, so in one snapshot: a row
 # per message, the conversation's columns first; a single row when it has none. (Rows are
 # put in order in Python: a Sort in SQL would carry every message's content.)
-_NEWEST = _walk(Conversation.id, before=False).lateral("newest")
+_NEWEST = _walk(Conversation.org_id, Conversation.id, before=False).lateral("newest")
 WITH_NEWEST = (
     select(*CONVERSATION, *_page_columns(_NEWEST))
     .select_from(Conversation)
@@ -109,7 +111,9 @@ WITH_NEWEST = (
     .where(OWNED)
 )
 # An earlier page of a conversation, if it is the caller's.
-_EARLIER = _walk(bindparam("conversation_id"), before=True).subquery("earlier")
+_EARLIER = _walk(bindparam("caller_org"), bindparam("conversation_id"), before=True).subquery(
+    "earlier"
+)
 EARLIER = select(*_page_columns(_EARLIER)).where(exists(select(Conversation.id).where(OWNED)))
 FOUND = select(Conversation.id).where(OWNED)
 
@@ -218,6 +222,7 @@ def insert_message(
     return connection.execute(
         INSERT_MESSAGE,
         {
+            "org_id": conversation.org_id,
             "id": new_object_id(),
             "conversation_id": conversation.id,
             "role": role,

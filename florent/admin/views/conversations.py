@@ -30,7 +30,7 @@ class MessagePage:
     later: bool
 
 
-def message_page(conversation_id: str, args: Mapping[str, str]) -> MessagePage:
+def message_page(conversation: Conversation, args: Mapping[str, str]) -> MessagePage:
     """The page the query string asks for: `after` or `before` a message of this
     conversation, or its `latest` messages; the conversation's first messages otherwise
     (and whenever the request is not one of those).
@@ -39,12 +39,14 @@ def message_page(conversation_id: str, args: Mapping[str, str]) -> MessagePage:
     (created_at, id), never an OFFSET, so the last page costs what the first does.
     """
     asked = [(name, args[name]) for name in ("after", "before", "latest") if name in args]
-    walk = select(Message).where(Message.conversation_id == conversation_id)
+    walk = select(Message).where(
+        Message.org_id == conversation.org_id, Message.conversation_id == conversation.id
+    )
     if len(asked) == 1:
         ((name, value),) = asked
         if name == "latest" and value == "1":
             return _backwards(walk, later=False)
-        if name != "latest" and (anchor := _anchor(conversation_id, value)) is not None:
+        if name != "latest" and (anchor := _anchor(conversation, value)) is not None:
             position = tuple_(Message.created_at, Message.id)
             if name == "after":
                 return _forwards(walk.where(position > anchor), earlier=True)
@@ -52,13 +54,15 @@ def message_page(conversation_id: str, args: Mapping[str, str]) -> MessagePage:
     return _forwards(walk, earlier=False)
 
 
-def _anchor(conversation_id: str, message_id: str) -> Any:
+def _anchor(conversation: Conversation, message_id: str) -> Any:
     """The keyset position of one of the conversation's messages, if it is one."""
     if not is_object_id(message_id):
         return None
     position = db.session.execute(
         select(Message.created_at, Message.id).where(
-            Message.id == message_id, Message.conversation_id == conversation_id
+            Message.org_id == conversation.org_id,
+            Message.id == message_id,
+            Message.conversation_id == conversation.id,
         )
     ).first()
     return None if position is None else tuple_(*position)
@@ -128,7 +132,7 @@ class ConversationView(StaffModelView):
     }
     column_formatters: ClassVar[dict[str, Any]] = {
         "title": lambda view, context, model, name: link(
-            view.get_url(".details_view", id=model.id), model.title
+            view.get_url(".details_view", id=view.get_pk_value(model)), model.title
         ),
     }
     column_formatters_detail: ClassVar[dict[str, Any]] = {}
@@ -136,4 +140,4 @@ class ConversationView(StaffModelView):
 
     def message_page(self, conversation: Conversation) -> MessagePage:
         """The page of the conversation's messages this request asks for."""
-        return message_page(conversation.id, request.args)
+        return message_page(conversation, request.args)

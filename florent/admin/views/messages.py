@@ -7,8 +7,9 @@ from typing import Any, ClassVar
 
 from flask import g, url_for
 from flask_admin.contrib.sqla.filters import FilterEqual
+from flask_admin.tools import iterencode
 from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 
 from ...extensions import db
 from ...models import Conversation, Message
@@ -18,21 +19,24 @@ from .base import StaffModelView, excerpt, link
 def remember_titles(messages: Iterable[Message]) -> None:
     """The titles of these messages' conversations, read in one statement (there is no
     relationship to load them by), for the rows about to be shown."""
-    ids = {message.conversation_id for message in messages}
+    keys = {(message.org_id, message.conversation_id) for message in messages}
     rows = (
         db.session.execute(
-            select(Conversation.id, Conversation.title).where(Conversation.id.in_(ids))
+            select(Conversation.org_id, Conversation.id, Conversation.title).where(
+                tuple_(Conversation.org_id, Conversation.id).in_(keys)
+            )
         ).all()
-        if ids
+        if keys
         else []
     )
-    g.admin_conversation_titles = {conversation_id: title for conversation_id, title in rows}
+    g.admin_conversation_titles = {(org_id, id_): title for org_id, id_, title in rows}
 
 
 def conversation_link(message: Message) -> Any:
-    title = g.get("admin_conversation_titles", {}).get(message.conversation_id)
+    key = (message.org_id, message.conversation_id)
+    title = g.get("admin_conversation_titles", {}).get(key)
     return link(
-        url_for("conversations.details_view", id=message.conversation_id),
+        url_for("conversations.details_view", id=iterencode(key)),
         title or message.conversation_id,
     )
 
