@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    ARRAY,
     CheckConstraint,
     Computed,
     DateTime,
@@ -29,6 +30,8 @@ API_KEY_SCHEME = "flk_"
 # The user id an API key acts as; a session token's `sub` may never start with it.
 API_KEY_IDENTITY_PREFIX = "apikey_"
 STAFF_ROLES = ("viewer", "admin")
+READ, WRITE = "conversations:read", "conversations:write"
+PERMISSIONS = (READ, WRITE)
 
 
 def timestamp(**kwargs) -> Mapped[datetime]:
@@ -149,11 +152,22 @@ class ApiKey(db.Model):
     org_id: Mapped[str] = mapped_column(String(255), index=True)
     name: Mapped[str] = mapped_column(String(100))
     secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # What the key may do (PERMISSIONS); keys issued before there were any have both.
+    permissions: Mapped[list[str]] = mapped_column(
+        ARRAY(String(32)), server_default=text(f"ARRAY{list(PERMISSIONS)}::varchar[]")
+    )
+    # May act on behalf of a named person of its organization (X-Act-As-User).
+    can_impersonate: Mapped[bool] = mapped_column(server_default=text("false"))
     created_at: Mapped[datetime] = timestamp(server_default=NOW_MS)
     last_used_at: Mapped[datetime | None] = timestamp()
     revoked_at: Mapped[datetime | None] = timestamp()
 
-    __table_args__ = (CheckConstraint(OBJECT_ID_CHECK, name="id_is_object_id"),)
+    __table_args__ = (
+        CheckConstraint(OBJECT_ID_CHECK, name="id_is_object_id"),
+        CheckConstraint(
+            f"permissions <@ ARRAY{list(PERMISSIONS)}::varchar[]", name="permissions_known"
+        ),
+    )
 
     @property
     def prefix(self) -> str:
@@ -224,4 +238,32 @@ class IdempotencyKey(db.Model):
         Index("ix_idempotency_keys_conversation", "org_id", "conversation_id"),
         # Serves the purge of expired keys.
         Index("ix_idempotency_keys_created_at", "created_at"),
+    )
+
+
+class AuditEvent(db.Model):
+    """A security-relevant event. Append-only: a trigger refuses UPDATE and DELETE, but for
+    a person's erasure (people erase), the one documented way to remove events."""
+
+    __tablename__ = "audit_events"
+
+    # Empty for an event of no organization's (a staff member signing in).
+    org_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_object_id)
+    occurred_at: Mapped[datetime] = timestamp(server_default=NOW_MS)
+    actor_kind: Mapped[str] = mapped_column(String(16))  # user, api_key, staff, operator
+    actor_id: Mapped[str] = mapped_column(String(255))
+    acting_for: Mapped[str | None] = mapped_column(String(255))  # the person impersonated
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(255))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    client_address: Mapped[str | None] = mapped_column(String(64))
+
+    # One index per filter of the admin's view, each in the view's order (newest first).
+    __table_args__ = (
+        Index("ix_audit_events_recent", text("occurred_at DESC"), text("id DESC")),
+        Index("ix_audit_events_org", "org_id", text("occurred_at DESC"), text("id DESC")),
+        Index("ix_audit_events_actor", "actor_id", text("occurred_at DESC"), text("id DESC")),
+        Index("ix_audit_events_action", "action", text("occurred_at DESC"), text("id DESC")),
+        Index("ix_audit_events_acting_for", "org_id", "acting_for"),
     )
