@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     text,
 )
+from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
@@ -38,6 +39,13 @@ def timestamp(**kwargs) -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), **kwargs)
 
 
+def search_vector(column: str) -> Mapped[str]:
+    """What search matches in `column` (migration 0010: any language, accents ignored),
+    as PostgreSQL spells the expression back. Deferred: loading a model never reads it."""
+    expression = f"to_tsvector('florent_search'::regconfig, florent_search_text({column}))"
+    return mapped_column(TSVECTOR, Computed(expression, persisted=True), deferred=True)
+
+
 class Conversation(db.Model):
     __tablename__ = "conversations"
 
@@ -57,6 +65,8 @@ class Conversation(db.Model):
     # Set while Florent is generating a reply: one turn at a time per conversation. A turn
     # that died without clearing it (a killed worker) stops counting once it is stale.
     reply_started_at: Mapped[datetime | None] = timestamp()
+    # The title's words, checked on the caller's conversations as a search walks them.
+    search: Mapped[str] = search_vector("(title)::text")
 
     __table_args__ = (
         CheckConstraint(OBJECT_ID_CHECK, name="id_is_object_id"),
@@ -90,6 +100,9 @@ class Message(db.Model):
     org_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_object_id)
     conversation_id: Mapped[str] = mapped_column(String(24))
+    # The conversation's owner, copied as the message is stored (a trigger fills it in for
+    # a writer that leaves it out), so a search finds one person's messages by index.
+    user_id: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
     # Kept beside the content so that summing the history's length never reads (and
@@ -98,6 +111,7 @@ class Message(db.Model):
     # `stopped`: a reply of Florent's that the person stopped; what was generated so far.
     status: Mapped[str] = mapped_column(String(16), server_default=text("'complete'"))
     created_at: Mapped[datetime] = timestamp(server_default=NOW_MS)
+    search: Mapped[str] = search_vector("content")
 
     __table_args__ = (
         CheckConstraint(OBJECT_ID_CHECK, name="id_is_object_id"),
@@ -112,6 +126,17 @@ class Message(db.Model):
         Index("ix_messages_conversation_order", "org_id", "conversation_id", "created_at", "id"),
         # Everyone's messages by id, so by creation (the admin's list).
         Index("ix_messages_id", "id"),
+        # A person's messages holding some words: the posting lists of the owner and of
+        # each word are intersected in the index, so other people's messages are skipped.
+        # No pending list (migration 0010): a search never reads everyone's recent writes.
+        Index(
+            "ix_messages_search",
+            "org_id",
+            "user_id",
+            "search",
+            postgresql_using="gin",
+            postgresql_with={"fastupdate": "off"},
+        ),
     )
 
 

@@ -58,14 +58,21 @@ def test_every_statement_a_request_runs_on_people_s_data_names_the_organization(
         )
         client.get(URL, headers=alice)
         client.patch(f"{URL}/{conversation_id}", json={"title": "Renamed"}, headers=alice)
-        client.post(URL, json={}, headers={**alice, "Idempotency-Key": "sharded-1"})
+        second = client.post(URL, json={}, headers={**alice, "Idempotency-Key": "sharded-1"})
+        append_message(client, alice, second.get_json()["conversation"]["_id"], "hello again")
+        found = client.get(URL, query_string={"q": "hello", "limit": 1}, headers=alice)
+        cursor = found.get_json()["nextCursor"]
+        client.get(URL, query_string={"q": "hello", "limit": 1, "cursor": cursor}, headers=alice)
+        assert client.get("/api/florent/export", headers=alice).get_data()
         client.post(f"{URL}/{conversation_id}/ws-ticket", headers=alice)
         client.post(f"{URL}/{conversation_id}/stop", headers=alice)
         client.delete(f"{URL}/{conversation_id}", headers=alice)
+        assert client.delete(URL, headers=alice).get_json() == {"deleted": 1}
 
     tenant = re.compile(rf"\b({'|'.join(TENANT_TABLES)})\b")
     checked = [sql for sql, _ in statements if tenant.search(sql)]
-    assert len(checked) >= 10
+    assert len(checked) >= 15
+    assert sum("florent_search_query" in sql for sql in checked) == 2  # two pages of a search
     # Purges of expired rows are the only statements across organizations.
     for sql in checked:
         if sql.startswith("DELETE") and "< now()" in sql:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,8 @@ def test_every_operation_is_documented_with_every_status_it_can_answer(document)
     assert set(operations) == {
         ("/florent/conversations", "post"),
         ("/florent/conversations", "get"),
+        ("/florent/conversations", "delete"),
+        ("/florent/export", "get"),
         ("/florent/conversations/{conversation_id}", "get"),
         ("/florent/conversations/{conversation_id}", "patch"),
         ("/florent/conversations/{conversation_id}", "delete"),
@@ -132,11 +135,16 @@ def test_real_responses_match_the_document(client, document, alice):
     listing = client.get(URL + "?limit=1", headers=alice)
     validate(document, "/florent/conversations", "get", listing)
     assert listing.get_json()["nextCursor"]
+    found = client.get(URL, query_string={"q": "hi", "limit": 1}, headers=alice)
+    assert found.get_json()["conversations"][0]["snippet"] == "hi"
+    validate(document, "/florent/conversations", "get", found)
 
     errors = [
         ("/florent/conversations", "post", client.post(URL, json={"title": 1}, headers=alice)),
         ("/florent/conversations", "post", client.post(URL, json={})),
         ("/florent/conversations", "get", client.get(URL + "?limit=0", headers=alice)),
+        ("/florent/conversations", "get", client.get(URL + "?q=", headers=alice)),
+        ("/florent/conversations", "delete", client.delete(URL)),
         (item, "get", client.get(f"{URL}/{'0' * 24}", headers=alice)),
         (item, "patch", client.patch(f"{URL}/{conversation_id}", json={}, headers=alice)),
         (
@@ -152,6 +160,21 @@ def test_real_responses_match_the_document(client, document, alice):
     deleted = client.delete(f"{URL}/{conversation_id}", headers=alice)
     assert deleted.status_code == 204
     assert "204" in document["paths"][item]["delete"]["responses"]
+    validate(document, "/florent/conversations", "delete", client.delete(URL, headers=alice))
+
+
+def test_the_export_is_documented_as_ndjson_lines_of_the_export_schema(client, document, alice):
+    conversation = create_conversation(client, alice)
+    append_message(client, alice, conversation["_id"], "x")
+    response = client.get("/api/florent/export", headers=alice)
+    ok = document["paths"]["/florent/export"]["get"]["responses"]["200"]
+    (media_type,) = ok["content"]
+    assert media_type == response.mimetype == "application/x-ndjson"
+    schema = ok["content"][media_type]["schema"]
+    for line in response.get_data(as_text=True).splitlines():
+        Draft202012Validator({**schema, "components": document["components"]}).validate(
+            json.loads(line)
+        )
 
 
 def test_timestamps_in_responses_are_utc_milliseconds(client, alice):

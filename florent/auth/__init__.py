@@ -10,10 +10,10 @@ from flask import current_app, g, request
 from ..errors import ApiError, unavailable
 from ..limits import Throttle
 from .apikeys import API_KEY_SCHEME, api_key_caller
-from .caller import Caller, KeysUnavailable, current_caller, unauthorized
+from .caller import Caller, KeysUnavailable, current_caller, requires, unauthorized
 from .sessions import SessionTokens
 
-__all__ = ["Authenticator", "Caller", "authenticate_request", "current_caller"]
+__all__ = ["Authenticator", "Caller", "authenticate_request", "current_caller", "requires"]
 
 EXTENSION = "florent.auth"
 

@@ -7,11 +7,14 @@ from . import views
 from .schemas import (
     ConversationCreateSchema,
     ConversationDetailSchema,
+    ConversationExportSchema,
     ConversationListQuerySchema,
     ConversationPageSchema,
     ConversationQuerySchema,
     ConversationRenameSchema,
     ConversationResponseSchema,
+    ConversationSearchPageSchema,
+    ConversationsErasedSchema,
     MessagePageQuerySchema,
     MessagePageSchema,
 )
@@ -45,10 +48,48 @@ OPERATIONS = (
         "get",
         "get-florent-conversations",
         "List the caller's Florent conversations",
-        (200, response("One page of views.", ConversationPageSchema)),
+        (
+            200,
+            response(
+                "One page of conversations (`FlorentConversationList`); with `q`, of the "
+                "matching ones, each with its snippet (`FlorentConversationSearchPage`).",
+                {"anyOf": [ConversationPageSchema, ConversationSearchPageSchema]},
+            ),
+        ),
         (400,),
-        description="Most recently updated first, keyset-paginated.",
+        description="Most recently updated first, keyset-paginated. With `q`, only the "
+        "conversations whose title, or one of whose messages, holds every word of it, in the "
+        "same order and pages; a cursor continues the search it came from only. Matching is "
+        "PostgreSQL full-text search in any language: whole words, no stemming, case and "
+        "accents ignored (`zurich` finds `Zürich`); in Chinese, Japanese and Korean a word "
+        "matches wherever its characters stand side by side.",
         query=ConversationListQuerySchema,
+    ),
+    Operation(
+        views.erase_conversations,
+        "delete",
+        "delete-florent-conversations",
+        "Erase all the caller's Florent conversations",
+        (200, response("How many conversations were erased.", ConversationsErasedSchema)),
+        description="Every conversation of the caller goes, with its messages, idempotency "
+        "keys and WebSocket tickets, a batch at a time. Safe to repeat: once nothing is left, "
+        "`deleted` is 0.",
+    ),
+    Operation(
+        views.export_conversations,
+        "get",
+        "get-florent-export",
+        "Export all the caller's Florent conversations",
+        (
+            200,
+            {
+                "description": "Newline-delimited JSON, streamed: one line per conversation "
+                "(`FlorentConversationExport`), most recently updated first, each with all its "
+                "messages oldest first, all read in one snapshot. A last line without its "
+                "newline means the export was cut short: start it again.",
+                "content": {"application/x-ndjson": {"schema": ConversationExportSchema}},
+            },
+        ),
     ),
     Operation(
         views.get_conversation,

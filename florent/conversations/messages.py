@@ -225,6 +225,7 @@ def insert_message(
             "org_id": conversation.org_id,
             "id": new_object_id(),
             "conversation_id": conversation.id,
+            "user_id": conversation.user_id,
             "role": role,
             "content": content,
             "status": status,

@@ -10,13 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import fields
+from marshmallow import ValidationError, fields
 
 from ..dumping import OutputSchema, planned
-from ..validation import InputSchema, Limit, Text
+from ..validation import InputSchema, Issue, Limit, Text
 
 TITLE_MAX_LENGTH = 120
 CONTENT_MAX_LENGTH = 32_000
+QUERY_MAX_LENGTH = 200
 MESSAGES_PAGE_DEFAULT = 100
 MESSAGES_PAGE_MAX = 200
 
@@ -74,13 +75,36 @@ class ConversationRenameSchema(InputSchema):
     title = Text(min_length=1, max_length=TITLE_MAX_LENGTH, required=True)
 
 
+class SearchWords(Text):
+    """A search query: 1 to QUERY_MAX_LENGTH characters, at least one of them not a space."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(min_length=1, max_length=QUERY_MAX_LENGTH, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        words = super()._deserialize(value, attr, data, **kwargs)
+        if not words.strip():
+            raise ValidationError(Issue("blank", "Must hold at least one word."))
+        return words
+
+
 class ConversationListQuerySchema(InputSchema):
     limit = Limit(minimum=1, maximum=100, load_default=30)
     cursor = Text(
         min_length=1,
         max_length=200,
         load_default=None,
-        metadata={"description": "The `nextCursor` of the previous page."},
+        metadata={
+            "description": "The `nextCursor` of the previous page (of the same search, with `q`)."
+        },
+    )
+    q = SearchWords(
+        load_default=None,
+        metadata={
+            "description": "Only the conversations whose title, or one of whose messages, "
+            "holds every word (any language; case and accents ignored; no stemming). Each "
+            "then has a `snippet`."
+        },
     )
 
 
@@ -90,6 +114,43 @@ class ConversationPageSchema(OutputSchema):
 
     class Meta(OutputSchema.Meta):
         title = "FlorentConversationList"
+
+
+class ConversationMatchSchema(ConversationSchema):
+    snippet = fields.String(
+        required=True,
+        metadata={
+            "description": "Plain text around the best match, at most 200 characters: from "
+            "the title when it matches, else from the best matching message."
+        },
+    )
+
+    class Meta(OutputSchema.Meta):
+        title = "FlorentConversationMatch"
+
+
+class ConversationSearchPageSchema(OutputSchema):
+    conversations = fields.List(
+        fields.Nested(ConversationMatchSchema),
+        required=True,
+        metadata={"description": "Matching conversations, most recently updated first."},
+    )
+    nextCursor = fields.String(
+        attribute="next_cursor",
+        required=True,
+        allow_none=True,
+        metadata={"description": "Continues this search only (the same `q`)."},
+    )
+
+    class Meta(OutputSchema.Meta):
+        title = "FlorentConversationSearchPage"
+
+
+class ConversationsErasedSchema(OutputSchema):
+    deleted = Count(required=True, metadata={"description": "How many conversations were erased."})
+
+    class Meta(OutputSchema.Meta):
+        title = "FlorentConversationsErased"
 
 
 # -- Messages ----------------------------------------------------------------------
@@ -164,6 +225,18 @@ class MessagePageSchema(OutputSchema):
         title = "FlorentMessagePage"
 
 
+class ConversationExportSchema(ConversationSchema):
+    messages = fields.List(
+        fields.Nested(MessageSchema),
+        required=True,
+        metadata={"description": "All its messages, oldest first."},
+    )
+
+    class Meta(OutputSchema.Meta):
+        title = "FlorentConversationExport"
+        description = "One line of an export: a conversation with all its messages."
+
+
 class MessageCreateSchema(InputSchema):
     content = Text(min_length=1, max_length=CONTENT_MAX_LENGTH, required=True)
 
@@ -197,8 +270,11 @@ class ErrorResponseSchema(OutputSchema):
 
 
 # Each response's dumper, planned once from its schema (florent/dumping.py).
+dump_conversation = planned(ConversationSchema())
 dump_conversation_response = planned(ConversationResponseSchema())
 dump_conversation_page = planned(ConversationPageSchema())
+dump_conversation_search_page = planned(ConversationSearchPageSchema())
+dump_conversations_erased = planned(ConversationsErasedSchema())
 dump_conversation_detail = planned(ConversationDetailSchema())
 dump_message = planned(MessageSchema())
 dump_message_page = planned(MessagePageSchema())

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from typing import Any
 
 from flask import Blueprint, Response, current_app, request, url_for
 
-from ..auth import current_caller
+from ..auth import current_caller, requires
 from ..errors import ApiError, issue, json_response
+from ..models import READ, WRITE
 from ..validation import json_body, load, load_query
-from . import idempotency, messages, service
+from . import erasure, export, idempotency, messages, search, service
 from .cursors import InvalidCursor, Position, decode_cursor, encode_cursor
 from .schemas import (
     ConversationCreateSchema,
@@ -20,13 +23,17 @@ from .schemas import (
     dump_conversation_detail,
     dump_conversation_page,
     dump_conversation_response,
+    dump_conversation_search_page,
+    dump_conversations_erased,
     dump_message_page,
 )
 
-bp = Blueprint("conversations", __name__, url_prefix="/florent/conversations")
+# The conversations' routes, and the export of them all (/api/florent/export).
+bp = Blueprint("conversations", __name__, url_prefix="/florent")
 
 IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 LIST_SCOPE = "conversations"
+NDJSON = "application/x-ndjson"
 
 conversation_create_schema = ConversationCreateSchema()
 conversation_rename_schema = ConversationRenameSchema()
@@ -37,6 +44,11 @@ message_page_query_schema = MessagePageQuerySchema()
 
 def messages_scope(conversation_id: str) -> str:
     return f"messages:{conversation_id}"
+
+
+def search_scope(q: str) -> str:
+    """A search's cursors continue that search only."""
+    return f"search:{hashlib.sha256(q.encode()).hexdigest()}"
 
 
 def read_cursor(token: str | None, scope: str) -> Position | None:
@@ -74,7 +86,8 @@ def idempotency_key() -> str | None:
     return value
 
 
-@bp.post("")
+@bp.post("/conversations")
+@requires(WRITE)
 def create_conversation() -> Response:
     """Start a new conversation owned by the caller (at most once per Idempotency-Key)."""
     fields = load(conversation_create_schema, json_body())
@@ -106,10 +119,14 @@ def create_conversation() -> Response:
     return response
 
 
-@bp.get("")
+@bp.get("/conversations")
+@requires(READ)
 def list_conversations() -> Response:
-    """One page of the caller's conversations, most recently updated first."""
+    """One page of the caller's conversations, most recently updated first; with `q`,
+    only those that match every word, each with a snippet."""
     query = load_query(conversation_list_query_schema)
+    if query["q"] is not None:
+        return search_page(query)
     after = read_cursor(query["cursor"], LIST_SCOPE)
     page = service.list_conversations(current_caller(), limit=query["limit"], after=after)
     return json_response(
@@ -120,7 +137,44 @@ def list_conversations() -> Response:
     )
 
 
-@bp.get("/<conversation_id>")
+def search_page(query: dict[str, Any]) -> Response:
+    """One page of the caller's conversations that match `q`, each with a snippet."""
+    scope = search_scope(query["q"])
+    page = search.search_conversations(
+        current_caller(),
+        query["q"],
+        limit=query["limit"],
+        after=read_cursor(query["cursor"], scope),
+    )
+    return json_response(
+        dump_conversation_search_page(
+            {"conversations": page.rows, "next_cursor": write_cursor(page.next, scope)}
+        ),
+        200,
+    )
+
+
+@bp.delete("/conversations")
+@requires(WRITE)
+def erase_conversations() -> Response:
+    """Erase all the caller's conversations, with their messages."""
+    deleted = erasure.erase_conversations(current_caller())
+    return json_response(dump_conversations_erased({"deleted": deleted}), 200)
+
+
+@bp.get("/export")
+@requires(READ)
+def export_conversations() -> Response:
+    """All the caller's conversations with all their messages, one JSON object a line."""
+    stream = export.export_conversations(current_caller())
+    response = Response(stream.lines, mimetype=NDJSON)
+    # Called by the server once the response is sent, or abandoned before its first line.
+    response.call_on_close(stream.close)
+    return response
+
+
+@bp.get("/conversations/<conversation_id>")
+@requires(READ)
 def get_conversation(conversation_id: str) -> Response:
     """The conversation and its newest messages, oldest first."""
     query = load_query(conversation_query_schema)
@@ -136,7 +190,8 @@ def get_conversation(conversation_id: str) -> Response:
     )
 
 
-@bp.get("/<conversation_id>/messages")
+@bp.get("/conversations/<conversation_id>/messages")
+@requires(READ)
 def list_messages(conversation_id: str) -> Response:
     """Earlier messages of the conversation, a page at a time going back, oldest first."""
     query = load_query(message_page_query_schema)
@@ -153,7 +208,8 @@ def list_messages(conversation_id: str) -> Response:
     )
 
 
-@bp.patch("/<conversation_id>")
+@bp.patch("/conversations/<conversation_id>")
+@requires(WRITE)
 def rename_conversation(conversation_id: str) -> Response:
     """Give the conversation a new title."""
     fields = load(conversation_rename_schema, json_body())
@@ -161,7 +217,8 @@ def rename_conversation(conversation_id: str) -> Response:
     return json_response(dump_conversation_response({"conversation": conversation}), 200)
 
 
-@bp.delete("/<conversation_id>")
+@bp.delete("/conversations/<conversation_id>")
+@requires(WRITE)
 def delete_conversation(conversation_id: str) -> Response:
     """Delete the conversation and all its messages."""
     service.delete_conversation(current_caller(), conversation_id)
