@@ -21,6 +21,7 @@ from sqlalchemy import text
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from florent import create_app
+from florent.audit import Actor
 from florent.config import Settings
 from florent.extensions import db
 from florent.staff import accounts
@@ -82,7 +83,12 @@ def main() -> None:
             f"loaded {rows:,} conversations and {rows:,} messages in {time.perf_counter() - started:.1f} s"
         )
     with app.app_context():
-        accounts.create_staff("bench@florent.test", role="admin", password="bench password 123")
+        accounts.create_staff(
+            "bench@florent.test",
+            role="admin",
+            password="bench password 123",
+            by=Actor("operator", "bench"),
+        )
         org_id, conversation_id = db.session.execute(
             text("SELECT org_id, id FROM conversations ORDER BY id DESC LIMIT 1 OFFSET 500")
         ).one()

@@ -14,6 +14,7 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, event
 from sqlalchemy.exc import DisconnectionError
 
+from . import audit
 from .config import Settings
 from .extensions import db
 
@@ -64,7 +65,13 @@ def one_statement() -> Iterator[Connection]:
 
     A single statement is atomic on its own: it needs no BEGIN and COMMIT, which are two
     round trips to PostgreSQL out of three. The connection goes back to the pool after.
+    With an audit event to write (a request made through impersonation), it is two
+    statements, and a transaction.
     """
+    if audit.pending() is not None:
+        with transaction() as connection:
+            yield connection
+        return
     with _session_connection("AUTOCOMMIT") as connection:
         yield connection
 
@@ -72,14 +79,24 @@ def one_statement() -> Iterator[Connection]:
 @contextmanager
 def transaction() -> Iterator[Connection]:
     """The session's connection in a transaction, for a use case of several statements:
-    committed when the block ends, rolled back if it raises."""
+    committed when the block ends, rolled back if it raises.
+
+    The request's pending audit event, if any, is written in it: the change and its
+    record stand or fall together (florent/audit.py).
+    """
     connection = db.session.connection()
+    event = audit.pending()
     try:
+        if event is not None:
+            audit.record(event, connection)
+            audit.written()
         yield connection
+        db.session.commit()
     except BaseException:
         db.session.rollback()
+        if event is not None:
+            audit.expect(event)  # rolled back with the change: the request still happened
         raise
-    db.session.commit()
 
 
 @contextmanager

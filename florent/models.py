@@ -151,6 +151,8 @@ class SocketTicket(db.Model):
     user_id: Mapped[str] = mapped_column(String(255))
     conversation_id: Mapped[str] = mapped_column(String(24))
     expires_at: Mapped[datetime] = timestamp()
+    # The key that minted it while acting for the person `user_id` (X-Act-As-User).
+    acting_key_id: Mapped[str | None] = mapped_column(String(24))
 
     __table_args__ = (
         ForeignKeyConstraint(

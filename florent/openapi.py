@@ -44,10 +44,24 @@ CONVERSATION_ID = {
     "description": "The conversation id (24 lowercase hex characters).",
     "schema": {"type": "string"},
 }
+ACT_AS_USER = {
+    "name": "X-Act-As-User",
+    "in": "header",
+    "required": False,
+    "description": "With an API key that may impersonate: act as this person of the key's "
+    "organization (their conversations, owned by them); the audit trail records the request. "
+    "From any other caller: 403 `impersonation_not_allowed`. Empty, over 255 characters, or "
+    "not a user id (control characters, spaces): 400 `invalid_header`.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
 ERRORS = {
+    # The seed's words; `invalid_header` (X-Act-As-User) is told with the header.
     400: "Bad request — the body or parameters failed validation.",
     401: "Unauthorized — missing or invalid bearer token.",
+    403: "`forbidden`: the API key lacks this operation's permission (`x-permission`); "
+    "`impersonation_not_allowed`: X-Act-As-User from a session token or a key that may not "
+    "impersonate.",
     404: "Not found — unknown, or owned by another caller.",
     405: "Method not allowed on this path (`method_not_allowed`; `Allow` lists those that are).",
     409: "Conflict.",
@@ -82,7 +96,8 @@ def response(description: str, schema: Any = None, **extra: Any) -> dict[str, An
 @dataclass(frozen=True)
 class Operation:
     """What the document says of one view: its success, and every error it can answer
-    beside those every API operation can (401, 405, 429, 503), all as ErrorResponse."""
+    beside those every API operation can (400, 401, 403, 405, 429, 503), all as
+    ErrorResponse. The permission it needs is the view's own (auth.requires)."""
 
     view: Callable[..., Any]
     method: str
@@ -101,7 +116,7 @@ class Operation:
         status, ok = self.success
         descriptions = {**ERRORS, **self.error_descriptions}
         responses = {str(status): ok}
-        for code in sorted((*self.errors, 401, 405, 429, 503)):
+        for code in sorted({*self.errors, 400, 401, 403, 405, 429, 503}):
             headers = {"headers": RETRY_AFTER} if code in (429, 503) else {}
             responses[str(code)] = response(descriptions[code], ErrorResponseSchema, **headers)
         query = [{"in": "query", "schema": self.query}] if self.query else []
@@ -110,7 +125,8 @@ class Operation:
             "summary": self.summary,
             **({"description": self.description} if self.description else {}),
             "tags": TAGS,
-            "parameters": [AUTHORIZATION, *self.parameters, *query],
+            "x-permission": self.view.permission,
+            "parameters": [AUTHORIZATION, ACT_AS_USER, *self.parameters, *query],
             "responses": responses,
         }
         if self.body is not None:

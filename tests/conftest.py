@@ -29,6 +29,8 @@ from florent import create_app
 from florent.config import Settings
 from florent.extensions import db
 
+from .factories import TESTER
+
 ISSUER = "https://auth.florent.test"
 TEST_DATABASE = "florent_test"
 SECRET_KEY = "test-secret-key"
@@ -305,7 +307,7 @@ def api_key(app: Flask) -> tuple[str, str]:
     from florent.auth.apikeys import issue_api_key
 
     with app.app_context():
-        key, plaintext = issue_api_key("org_01ACME", "CI robot")
+        key, plaintext = issue_api_key("org_01ACME", "CI robot", by=TESTER)
         return key.id, plaintext
 
 

@@ -6,9 +6,12 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
+from florent.audit import Actor
 from florent.auth.apikeys import API_KEY_PATTERN
 
 URL = "/api/florent/conversations"
+# Who the audit trail says made the tests' own keys and accounts.
+TESTER = Actor("operator", "tests")
 # A conversation's fields in the seed's order (its OpenAPI `required` list).
 CONVERSATION_FIELDS = [
     "_id",

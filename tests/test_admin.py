@@ -23,6 +23,8 @@ from florent.extensions import db
 from florent.models import ApiKey
 from florent.staff import accounts as staff
 
+from .factories import TESTER
+
 PASSWORD = "correct horse battery staple"
 CONVERSATIONS = "/api/florent/conversations"
 CSRF_FIELD = re.compile(
@@ -42,7 +44,7 @@ def cheap_password_hashes_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def make_staff(app: Flask, email: str, role: str = "viewer") -> str:
     with app.app_context():
-        return staff.create_staff(email, role=role, password=PASSWORD).id
+        return staff.create_staff(email, role=role, password=PASSWORD, by=TESTER).id
 
 
 def csrf_token(page: str) -> str:
@@ -214,7 +216,7 @@ def test_admin_static_files_leave_the_session_cookie_alone(viewer):
 
 def test_viewer_sees_api_keys_but_cannot_issue_or_revoke_them(app, viewer):
     with app.app_context():
-        key, _ = issue_api_key("org_01ACME", "CI robot")
+        key, _ = issue_api_key("org_01ACME", "CI robot", by=TESTER)
         key_id = key.id
 
     page = viewer.get("/admin/api-keys/").get_data(as_text=True)
@@ -243,7 +245,7 @@ def test_viewer_cannot_open_staff_and_does_not_see_it_in_the_menu(app, viewer):
 def test_admin_sees_everything_a_viewer_cannot(app, administrator):
     make_staff(app, "other@florent.test")
     with app.app_context():
-        issue_api_key("org_01ACME", "CI robot")
+        issue_api_key("org_01ACME", "CI robot", by=TESTER)
 
     assert "/admin/staff/" in administrator.get("/admin/").get_data(as_text=True)
     keys = administrator.get("/admin/api-keys/").get_data(as_text=True)

@@ -19,7 +19,7 @@ from florent.auth.apikeys import issue_api_key
 from florent.staff import accounts as staff
 
 from .browser import ARTIFACTS, chromium
-from .factories import api_key_secret, append_message, create_conversation
+from .factories import TESTER, api_key_secret, append_message, create_conversation
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ OVERFLOW = """() => ({
 def data(app: Flask, alice: dict[str, str], alice_elsewhere: dict[str, str]) -> dict[str, Any]:
     """An admin account and two conversations, one with messages, made the usual ways."""
     with app.app_context():
-        staff.create_staff("ada@florent.test", role="admin", password=PASSWORD)
+        staff.create_staff("ada@florent.test", role="admin", password=PASSWORD, by=TESTER)
     api = app.test_client()
     api.post(CONVERSATIONS, json={"title": "Office party"}, headers=alice_elsewhere)
     made = api.post(CONVERSATIONS, json={"title": "Quarterly roadmap"}, headers=alice).get_json()
@@ -207,8 +207,8 @@ def test_staff_browse_issue_a_key_and_sign_out_in_a_real_browser(page: Page, liv
 
 def test_a_viewer_browses_but_is_offered_no_changes(page: Page, live_server, app, data):
     with app.app_context():
-        staff.create_staff("vic@florent.test", role="viewer", password=PASSWORD)
-        issue_api_key("org_01ACME", "CI robot")
+        staff.create_staff("vic@florent.test", role="viewer", password=PASSWORD, by=TESTER)
+        issue_api_key("org_01ACME", "CI robot", by=TESTER)
 
     sign_in(page, "vic@florent.test")
     menu = page.locator("nav")

@@ -12,7 +12,7 @@ from florent.extensions import db
 from florent.models import ApiKey, Staff
 from florent.staff import accounts
 
-from .factories import api_key_secret
+from .factories import TESTER, api_key_secret
 from .test_admin import (  # noqa: F401 (fixtures, found by their names)
     CONVERSATIONS,
     PASSWORD,
@@ -49,6 +49,7 @@ def test_admin_issues_a_key_and_sees_its_plaintext_only_once(app, administrator)
     data = {
         "org_id": "org_01ACME",
         "name": "CI robot",
+        "permissions": ["conversations:read", "conversations:write"],  # checked by default
         "csrf_token": csrf_token(form),
         "once": re.search(r'name="once" type="hidden" value="([^"]+)"', form).group(1),
     }
@@ -88,7 +89,7 @@ def test_issuing_a_key_validates_its_fields(app, administrator):
 
 def test_admin_revokes_a_key_after_confirming(app, administrator):
     with app.app_context():
-        key, plaintext = issue_api_key("org_01ACME", "CI robot")
+        key, plaintext = issue_api_key("org_01ACME", "CI robot", by=TESTER)
         key_id = key.id
 
     confirm = administrator.get(f"/admin/api-keys/revoke/?id={key_id}")
@@ -137,7 +138,7 @@ def test_an_admin_is_offered_to_deactivate_others_but_not_themselves(app, admini
     other_id = make_staff(app, "other@florent.test")
     make_staff(app, "gone@florent.test")
     with app.app_context():
-        accounts.deactivate_staff("gone@florent.test")
+        accounts.deactivate_staff("gone@florent.test", by=TESTER)
         own_id = db.session.scalar(select(Staff.id).where(Staff.email == "admin@florent.test"))
 
     page = administrator.get("/admin/staff/").get_data(as_text=True)
@@ -162,9 +163,9 @@ def test_the_staff_list_says_how_long_a_password_must_be(administrator):
 
 def test_api_keys_list_shows_revocation_times_and_revoke_buttons_apart(app, administrator):
     with app.app_context():
-        live_id = issue_api_key("org_01ACME", "Live robot")[0].id
-        dead_id = issue_api_key("org_01ACME", "Dead robot")[0].id
-        revoke_api_key(dead_id)
+        live_id = issue_api_key("org_01ACME", "Live robot", by=TESTER)[0].id
+        dead_id = issue_api_key("org_01ACME", "Dead robot", by=TESTER)[0].id
+        revoke_api_key(dead_id, by=TESTER)
 
     page = administrator.get("/admin/api-keys/").get_data(as_text=True)
 
@@ -188,6 +189,8 @@ def test_api_keys_list_shows_revocation_times_and_revoke_buttons_apart(app, admi
         "col-name",
         "col-prefix",
         "col-org_id",
+        "col-permissions",
+        "col-can_impersonate",
         "col-created_at",
         "col-last_used_at",
         "col-revoked_at",
@@ -212,7 +215,7 @@ def test_the_issue_key_form_carries_exactly_one_csrf_token(administrator):
 
 def test_a_post_without_a_csrf_token_is_refused(app, administrator):
     with app.app_context():
-        key, _ = issue_api_key("org_01ACME", "CI robot")
+        key, _ = issue_api_key("org_01ACME", "CI robot", by=TESTER)
         key_id = key.id
     attempts = [
         ("/admin/api-keys/new/", {"org_id": "org_01ACME", "name": "Forged"}),

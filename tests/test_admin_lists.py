@@ -14,7 +14,7 @@ from florent.extensions import db
 from florent.models import Conversation, Message
 
 from .conftest import recorded_statements
-from .factories import append_message, create_conversation
+from .factories import TESTER, append_message, create_conversation
 from .test_admin import (  # noqa: F401 (fixtures, found by their names)
     CONVERSATIONS,
     cheap_password_hashes_fixture,
@@ -36,8 +36,8 @@ def test_lists_never_count_their_rows(viewer, conversation, sql_statements):
 
 def test_index_counts_exactly_while_tables_are_small(app, viewer, conversation):
     with app.app_context():
-        issue_api_key("org_01ACME", "live")
-        revoked, _ = issue_api_key("org_01ACME", "dead")
+        issue_api_key("org_01ACME", "live", by=TESTER)
+        revoked, _ = issue_api_key("org_01ACME", "dead", by=TESTER)
         db.session.execute(
             text("UPDATE api_keys SET revoked_at = now() WHERE id = :id"), {"id": revoked.id}
         )

@@ -12,7 +12,7 @@ from florent.auth.apikeys import issue_api_key
 from florent.extensions import db
 from florent.models import Staff
 
-from .factories import api_key_secret
+from .factories import TESTER, api_key_secret
 from .test_admin import (  # noqa: F401 (fixtures, found by their names)
     CONVERSATIONS,
     PASSWORD,
@@ -135,7 +135,7 @@ def test_unknown_addresses_outside_the_admin_are_not_the_admins(viewer, alice):
 
 def test_no_secret_ever_reaches_a_page(app, administrator, conversation):
     with app.app_context():
-        key, plaintext = issue_api_key("org_01ACME", "CI robot")
+        key, plaintext = issue_api_key("org_01ACME", "CI robot", by=TESTER)
         secret_hash = key.secret_hash.hex()
         password_hash = db.session.scalars(select(Staff)).one().password_hash
     pages = [

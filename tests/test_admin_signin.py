@@ -13,6 +13,7 @@ from florent.extensions import db
 from florent.models import Staff
 from florent.staff import accounts as staff
 
+from .factories import TESTER
 from .test_admin import (  # noqa: F401 (fixtures, found by their names)
     cheap_password_hashes_fixture,
     csrf_token,
@@ -86,7 +87,7 @@ def test_a_flood_from_one_address_locks_out_that_address_only(app, client):
 def test_a_deactivated_account_is_signed_out_and_cannot_sign_in(app, viewer):
     assert viewer.get("/admin/").status_code == 200
     with app.app_context():
-        staff.deactivate_staff("viewer@florent.test")
+        staff.deactivate_staff("viewer@florent.test", by=TESTER)
 
     assert viewer.get("/admin/").status_code == 302
     assert sign_in(viewer, "viewer@florent.test").status_code == 401

@@ -408,6 +408,8 @@ def test_a_turn_needs_room_for_the_message_and_its_reply(florent_with, alice, mo
 def test_a_turn_reads_only_the_history_that_fits(florent, chat, alice, model):
     conversation = create_conversation(chat, alice, title="Huge")
     with florent.app_context():
+        # A bulk load, past the service's statement timeout.
+        db.session.execute(text("SET LOCAL statement_timeout = 0"))
         db.session.execute(
             text(
                 "INSERT INTO messages (org_id, id, conversation_id, role, content, created_at) "

@@ -18,7 +18,7 @@ from florent.extensions import db
 from florent.models import ApiKey
 
 from .conftest import JwksServer, SigningKey, bearer, session_claims, sign_raw
-from .factories import URL, api_key_secret
+from .factories import TESTER, URL, api_key_secret
 
 
 def assert_unauthorized(response) -> None:
@@ -371,7 +371,7 @@ def test_wrong_or_malformed_api_key_is_401(client, api_key, mangle):
 def test_revoked_api_key_is_401(app, client, api_key, robot):
     assert client.post(URL, headers=robot).status_code == 201
     with app.app_context():
-        revoke_api_key(api_key[0])
+        revoke_api_key(api_key[0], by=TESTER)
     assert_unauthorized(client.post(URL, headers=robot))
 
 

@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+# Each test runs gunicorn (to print its configuration): not for `make test-fast`.
+pytestmark = pytest.mark.slow
 
 
 def effective_config(**environ: str) -> dict[str, str]:

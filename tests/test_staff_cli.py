@@ -10,6 +10,8 @@ from florent.extensions import db
 from florent.models import Staff
 from florent.staff import accounts as staff
 
+from .factories import TESTER
+
 PASSWORD = "correct horse battery staple"
 
 
@@ -99,9 +101,9 @@ def test_create_refuses_an_email_that_exists_in_any_case(app, runner, cheap_hash
 
 def test_list_shows_accounts_but_never_their_hashes(app, runner, cheap_hashes):
     with app.app_context():
-        staff.create_staff("ada@florent.test", role="admin", password=PASSWORD)
-        staff.create_staff("bob@florent.test", role="viewer", password=PASSWORD)
-        staff.deactivate_staff("bob@florent.test")
+        staff.create_staff("ada@florent.test", role="admin", password=PASSWORD, by=TESTER)
+        staff.create_staff("bob@florent.test", role="viewer", password=PASSWORD, by=TESTER)
+        staff.deactivate_staff("bob@florent.test", by=TESTER)
 
     result = runner.invoke(args=["staff", "list"])
 
@@ -117,7 +119,7 @@ def test_list_shows_accounts_but_never_their_hashes(app, runner, cheap_hashes):
 
 def test_deactivate_turns_the_account_off(app, runner, cheap_hashes):
     with app.app_context():
-        staff.create_staff("ada@florent.test", role="admin", password=PASSWORD)
+        staff.create_staff("ada@florent.test", role="admin", password=PASSWORD, by=TESTER)
 
     result = runner.invoke(args=["staff", "deactivate", "ADA@florent.test"])
 

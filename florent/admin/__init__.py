@@ -16,12 +16,13 @@ from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
 from ..extensions import csrf, db, login_manager
-from ..models import ApiKey, Conversation, Message, Staff
+from ..models import ApiKey, AuditEvent, Conversation, Message, Staff
 from . import security, signin, views
 from .security import ADMIN_URL, AdminOnlySessions, csp_nonce, secure_admin_response
 from .signin import SignInThrottle, auth
 from .views import (
     ApiKeyView,
+    AuditEventView,
     ConversationView,
     MessageView,
     StaffIndexView,
@@ -65,3 +66,4 @@ def init_admin(app: Flask, *, throttle_storage_uri: str) -> None:
     admin.add_view(MessageView(Message, db, "Messages", endpoint="messages"))
     admin.add_view(ApiKeyView(ApiKey, db, "API keys", endpoint="api_keys", url="api-keys"))
     admin.add_view(StaffView(Staff, db, "Staff", endpoint="staff"))
+    admin.add_view(AuditEventView(AuditEvent, db, "Audit trail", endpoint="audit", url="audit"))

@@ -149,7 +149,7 @@ def logout() -> Any:
     """Sign out (a POST, so another site cannot sign staff out), ending every session of
     the account, a copied cookie's included."""
     if current_user.is_authenticated:
-        staff.end_sessions(current_user.id)
+        staff.sign_out(current_user)
     logout_user()
     session.clear()
     flash("You are signed out.", "info")

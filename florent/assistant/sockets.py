@@ -21,7 +21,8 @@ from flask import Blueprint, current_app, g, request
 from simple_websocket import ConnectionClosed
 from sqlalchemy import bindparam, delete, func, insert, select
 
-from ..auth import Caller
+from .. import audit
+from ..auth import Caller, impersonation_event
 from ..auth.caller import unauthorized
 from ..conversations import messages
 from ..conversations.schemas import MessageCreateSchema, dump_message_created
@@ -49,13 +50,14 @@ TICK_SECONDS = 1.0
 MINT = (
     insert(SocketTicket)
     .from_select(
-        ["ticket_hash", "org_id", "user_id", "conversation_id", "expires_at"],
+        ["ticket_hash", "org_id", "user_id", "conversation_id", "expires_at", "acting_key_id"],
         select(
             bindparam("ticket_hash"),
             Conversation.org_id,
             Conversation.user_id,
             Conversation.id,
             func.now() + timedelta(seconds=TICKET_SECONDS),
+            bindparam("acting_key_id"),
         ).where(OWNED),
     )
     .returning(SocketTicket.conversation_id)
@@ -68,7 +70,7 @@ REDEEM = (
         SocketTicket.conversation_id == bindparam("conversation_id"),
         SocketTicket.expires_at > func.now(),
     )
-    .returning(SocketTicket.org_id, SocketTicket.user_id)
+    .returning(SocketTicket.org_id, SocketTicket.user_id, SocketTicket.acting_key_id)
 )
 PURGE = delete(SocketTicket).where(
     SocketTicket.ticket_hash.in_(
@@ -87,7 +89,11 @@ def mint_ticket(caller: Caller, conversation_id: str) -> str:
     organization, which every lookup of a person's data starts from (docs/scaling.md)."""
     organization = base64.urlsafe_b64encode(caller.org_id.encode()).rstrip(b"=").decode()
     ticket = f"{organization}.{secrets.token_urlsafe(32)}"
-    params = {**owner(caller, conversation_id), "ticket_hash": ticket_hash(ticket)}
+    params = {
+        **owner(caller, conversation_id),
+        "ticket_hash": ticket_hash(ticket),
+        "acting_key_id": caller.api_key_id if caller.impersonating else None,
+    }
     with one_statement() as connection:
         if connection.execute(MINT, params).first() is None:
             raise ConversationNotFound()
@@ -113,7 +119,10 @@ def redeem_ticket(ticket: str, conversation_id: str) -> Caller | None:
     params = {"org_id": org_id, "hash": ticket_hash(ticket), "conversation_id": conversation_id}
     with one_statement() as connection:
         row = connection.execute(REDEEM, params).first()
-    return Caller(org_id=org_id, user_id=row.user_id) if row else None
+    if row is None:
+        return None
+    acting = row.acting_key_id is not None
+    return Caller(org_id, row.user_id, api_key_id=row.acting_key_id, impersonating=acting)
 
 
 @bp.before_request
@@ -125,6 +134,8 @@ def admit_with_ticket() -> None:
     if caller is None:
         raise unauthorized()
     g.caller = caller
+    if caller.impersonating:  # the socket is the minting key's, acting for the person
+        audit.record_now(impersonation_event(caller))
 
 
 @sock.route("/<conversation_id>/ws", bp=bp)

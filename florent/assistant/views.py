@@ -12,11 +12,12 @@ from flask import Blueprint, Response, current_app, g, request, url_for
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from ..auth import current_caller
+from ..auth import current_caller, requires
 from ..conversations import messages
 from ..conversations.schemas import MessageCreateSchema, dump_message_created
 from ..conversations.service import ConversationNotFound
 from ..errors import json_response
+from ..models import WRITE
 from ..validation import json_body, load
 from . import assistant, sockets, turns
 from .reply import HEARTBEAT, Reply
@@ -43,6 +44,7 @@ message_create_schema = MessageCreateSchema()
 
 
 @bp.post("/<conversation_id>/messages")
+@requires(WRITE)
 def send_message(conversation_id: str) -> Response:
     """Add the caller's message to the conversation, and Florent's reply (streamed on request)."""
     content = load(message_create_schema, json_body())["content"]
@@ -129,6 +131,7 @@ def sse(event: str, data: Any) -> bytes:
 
 
 @bp.post("/<conversation_id>/stop")
+@requires(WRITE)
 def stop_reply(conversation_id: str) -> Response:
     """Stop Florent's reply in progress in this conversation, wherever it is relayed."""
     florent = assistant()
@@ -138,6 +141,7 @@ def stop_reply(conversation_id: str) -> Response:
 
 
 @bp.post("/<conversation_id>/ws-ticket")
+@requires(WRITE)
 def socket_ticket(conversation_id: str) -> Response:
     """A single-use ticket, good for a minute, to open this conversation's WebSocket."""
     ticket = sockets.mint_ticket(current_caller(), conversation_id)

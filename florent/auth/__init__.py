@@ -7,15 +7,18 @@ from dataclasses import dataclass
 
 from flask import current_app, g, request
 
+from .. import audit
 from ..errors import ApiError, unavailable
 from ..limits import Throttle
+from ..models import API_KEY_IDENTITY_PREFIX
 from .apikeys import API_KEY_SCHEME, api_key_caller
 from .caller import Caller, KeysUnavailable, current_caller, requires, unauthorized
-from .sessions import SessionTokens
+from .sessions import SessionTokens, is_identity
 
 __all__ = ["Authenticator", "Caller", "authenticate_request", "current_caller", "requires"]
 
 EXTENSION = "florent.auth"
+ACT_AS_USER = "X-Act-As-User"
 
 
 @dataclass(frozen=True)
@@ -54,3 +57,31 @@ def authenticate_request() -> None:
             if wait:
                 raise ApiError(429, "rate_limited", headers={"Retry-After": str(wait)}) from None
         raise
+    caller = g.caller
+    if ACT_AS_USER in request.headers:
+        g.caller = caller = acting_as(caller, request.headers.getlist(ACT_AS_USER))
+        audit.expect(impersonation_event(caller))
+
+
+def acting_as(caller: Caller, values: list[str]) -> Caller:
+    """The person a key acts for (X-Act-As-User), if the key may and the header names one."""
+    if not caller.can_impersonate:
+        raise ApiError(403, "impersonation_not_allowed")
+    # A person's id, as a session token's subject may be; never a key's own identity.
+    if len(values) != 1 or not is_identity(values[0]):
+        raise ApiError(400, "invalid_header")
+    if values[0].startswith(API_KEY_IDENTITY_PREFIX):
+        raise ApiError(400, "invalid_header")
+    return caller.acting_as(values[0])
+
+
+def impersonation_event(caller: Caller) -> audit.Event:
+    """What the trail records of a request made through impersonation: the key, the
+    person, the API action (its view) and the conversation, if any."""
+    return audit.Event(
+        caller.org_id,
+        audit.Actor("api_key", caller.api_key_id or ""),
+        f"api.{request.endpoint.rpartition('.')[2] if request.endpoint else 'unknown'}",
+        target=(request.view_args or {}).get("conversation_id"),
+        acting_for=caller.user_id,
+    )

@@ -12,13 +12,16 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 
 from sqlalchemy import bindparam, func, select, text, update
 
+from .. import audit
+from ..audit import Actor
 from ..database import one_statement
 from ..extensions import db
 from ..ids import is_object_id, new_object_id
-from ..models import API_KEY_SCHEME, ApiKey, api_key_user_id
+from ..models import API_KEY_SCHEME, PERMISSIONS, ApiKey, api_key_user_id
 from .caller import Caller, unauthorized
 
 __all__ = ["API_KEY_PATTERN", "API_KEY_SCHEME", "issue_api_key", "list_api_keys"]
@@ -27,9 +30,13 @@ API_KEY_PATTERN = re.compile(re.escape(API_KEY_SCHEME) + r"([0-9a-f]{24})_([A-Za
 # Use is recorded at most this often per key and process, not written on every request.
 LAST_USED_RESOLUTION_SECONDS = 60.0
 
-FIND_KEY = select(ApiKey.org_id, ApiKey.secret_hash, ApiKey.revoked_at).where(
-    ApiKey.id == bindparam("id")
-)
+FIND_KEY = select(
+    ApiKey.org_id,
+    ApiKey.secret_hash,
+    ApiKey.revoked_at,
+    ApiKey.permissions,
+    ApiKey.can_impersonate,
+).where(ApiKey.id == bindparam("id"))
 
 _last_used: dict[str, float] = {}
 _last_used_lock = threading.Lock()
@@ -43,11 +50,28 @@ def plaintext_api_key(key_id: str, secret: str) -> str:
     return f"{API_KEY_SCHEME}{key_id}_{secret}"
 
 
-def issue_api_key(org_id: str, name: str) -> tuple[ApiKey, str]:
-    """Create a key and return it with its plaintext, which is never available again."""
+def issue_api_key(
+    org_id: str,
+    name: str,
+    *,
+    by: Actor,
+    permissions: Iterable[str] = PERMISSIONS,
+    can_impersonate: bool = False,
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its plaintext, which is never available again.
+    The audit trail records who issued it, in the same transaction."""
+    permissions = sorted(set(permissions), key=PERMISSIONS.index)
     secret = secrets.token_urlsafe(32)  # 256 bits, 43 characters
-    key = ApiKey(id=new_object_id(), org_id=org_id, name=name, secret_hash=hash_secret(secret))
+    key = ApiKey(
+        id=new_object_id(),
+        org_id=org_id,
+        name=name,
+        secret_hash=hash_secret(secret),
+        permissions=permissions,
+        can_impersonate=can_impersonate,
+    )
     db.session.add(key)
+    audit.record(audit.Event(org_id, by, audit.KEY_ISSUED, target=key.id))
     db.session.commit()
     return key, plaintext_api_key(key.id, secret)
 
@@ -59,18 +83,23 @@ def list_api_keys(org_id: str | None = None) -> list[ApiKey]:
     return list(db.session.scalars(query))
 
 
-def revoke_api_key(id_or_plaintext: str) -> ApiKey | None:
-    """Revoke by key id or by the plaintext key; None when no such key exists."""
+def revoke_api_key(id_or_plaintext: str, *, by: Actor) -> ApiKey | None:
+    """Revoke by key id or by the plaintext key, recording who did; None when no such
+    key exists. Revoking a revoked key changes nothing, and records nothing."""
     match = API_KEY_PATTERN.fullmatch(id_or_plaintext)
     key_id = match.group(1) if match else id_or_plaintext
     if not is_object_id(key_id):
         return None
     key = db.session.scalar(
         update(ApiKey)
-        .where(ApiKey.id == key_id)
-        .values(revoked_at=func.coalesce(ApiKey.revoked_at, func.now()))
+        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=func.now())
         .returning(ApiKey)
     )
+    if key is None:
+        key = db.session.get(ApiKey, key_id)  # already revoked, or no such key
+    else:
+        audit.record(audit.Event(key.org_id, by, audit.KEY_REVOKED, target=key.id))
     db.session.commit()
     return key
 
@@ -92,7 +121,13 @@ def api_key_caller(token: str) -> Caller:
     if row.revoked_at is not None:
         raise unauthorized()
     _record_use(key_id)
-    return Caller(org_id=row.org_id, user_id=api_key_user_id(key_id), api_key_id=key_id)
+    return Caller(
+        org_id=row.org_id,
+        user_id=api_key_user_id(key_id),
+        api_key_id=key_id,
+        permissions=frozenset(row.permissions),
+        can_impersonate=row.can_impersonate,
+    )
 
 
 def _record_use(key_id: str) -> None:

@@ -4,7 +4,7 @@ is scoped to, and what it may do."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import wraps
 from typing import Any
 
@@ -23,8 +23,14 @@ class Caller:
     api_key_id: str | None = None
     # People have both permissions on their own conversations; a key has its own.
     permissions: frozenset[str] = frozenset(PERMISSIONS)
+    # A key that may act on behalf of a person of its organization.
+    can_impersonate: bool = False
     # Set when a key acts on behalf of the person `user_id` (X-Act-As-User).
     impersonating: bool = False
+
+    def acting_as(self, user_id: str) -> Caller:
+        """The key, acting as the person `user_id`: their conversations, its permissions."""
+        return replace(self, user_id=user_id, can_impersonate=False, impersonating=True)
 
 
 class KeysUnavailable(Exception):

@@ -15,6 +15,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from .. import audit
+from ..audit import Actor
 from ..extensions import db
 from ..models import STAFF_ROLES, Staff
 
@@ -49,6 +51,11 @@ class StaffUser:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    @property
+    def actor(self) -> Actor:
+        """Who the audit trail says acted: staff are known there by their email."""
+        return staff_actor(self.email)
+
     def get_id(self) -> str:
         """What the session cookie holds: the account and its session version, so that
         bumping the version ends every session issued before."""
@@ -59,8 +66,20 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def create_staff(email: str, *, role: str, password: str) -> Staff:
-    """Create an active account; the email is stored lowercased."""
+def staff_actor(email: str) -> Actor:
+    return Actor("staff", email)
+
+
+# Staff events belong to no organization.
+NO_ORGANIZATION = ""
+
+
+def _record(by: Actor, action: str, email: str) -> None:
+    audit.record(audit.Event(NO_ORGANIZATION, by, action, target=email))
+
+
+def create_staff(email: str, *, role: str, password: str, by: Actor) -> Staff:
+    """Create an active account, recording who did; the email is stored lowercased."""
     email = normalize_email(email)
     if len(email) > MAX_EMAIL_LENGTH or not EMAIL.fullmatch(email):
         raise StaffError("not an email address")
@@ -77,6 +96,8 @@ def create_staff(email: str, *, role: str, password: str) -> Staff:
     )
     db.session.add(staff)
     try:
+        db.session.flush()  # a taken email fails here, before its event is written
+        _record(by, audit.STAFF_CREATED, email)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -88,42 +109,48 @@ def list_staff() -> list[Staff]:
     return list(db.session.scalars(select(Staff).order_by(Staff.email)))
 
 
-def deactivate_staff(email: str) -> Staff | None:
-    """Deactivate the account; its open sessions end on their next request.
-
-    None when no such account exists.
-    """
+def deactivate_staff(email: str, *, by: Actor) -> Staff | None:
+    """Deactivate the account, recording who did; its open sessions end on their next
+    request. None when no such account exists."""
     staff = db.session.scalar(
         update(Staff)
         .where(Staff.email == normalize_email(email))
         .values(active=False, session_version=Staff.session_version + 1)
         .returning(Staff)
     )
+    if staff is not None:
+        _record(by, audit.STAFF_DEACTIVATED, staff.email)
     db.session.commit()
     return staff
 
 
-def end_sessions(staff_id: str) -> None:
+def sign_out(user: StaffUser) -> None:
     """Sign the account out everywhere: every session cookie issued so far stops working."""
     db.session.execute(
-        update(Staff).where(Staff.id == staff_id).values(session_version=Staff.session_version + 1)
+        update(Staff).where(Staff.id == user.id).values(session_version=Staff.session_version + 1)
     )
+    _record(user.actor, audit.STAFF_SIGNED_OUT, user.email)
     db.session.commit()
 
 
 def authenticate_staff(email: str, password: str) -> StaffUser | None:
-    """The active account these credentials open, recording the sign-in; else None.
+    """The active account these credentials open, recording the sign-in; else None,
+    recording the failure (under the email tried, an account's or not).
 
     An unknown email costs the same hash check as a wrong password, so response
     times do not tell which emails have accounts.
     """
-    staff = db.session.scalar(select(Staff).where(Staff.email == normalize_email(email)))
+    email = normalize_email(email)
+    staff = db.session.scalar(select(Staff).where(Staff.email == email))
     stored_hash = staff.password_hash if staff is not None else _dummy_hash(PASSWORD_HASH_METHOD)
     if not check_password_hash(stored_hash, password) or staff is None or not staff.active:
         db.session.rollback()
+        _record(staff_actor(email), audit.STAFF_SIGN_IN_FAILED, email)
+        db.session.commit()
         return None
     staff.last_login_at = func.now()
     user = StaffUser(staff.id, staff.email, staff.role, staff.session_version)
+    _record(user.actor, audit.STAFF_SIGNED_IN, user.email)
     db.session.commit()
     return user
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .api_keys import ApiKeyView
+from .audit import AuditEventView
 from .base import StaffAccess, StaffModelView, format_time
 from .conversations import ConversationView
 from .index import StaffIndexView
@@ -11,6 +12,7 @@ from .staff import StaffView
 
 __all__ = [
     "ApiKeyView",
+    "AuditEventView",
     "ConversationView",
     "MessageView",
     "StaffAccess",

@@ -15,6 +15,7 @@ from flask_wtf import FlaskForm
 from markupsafe import Markup
 from werkzeug.exceptions import NotFound
 
+from ... import audit
 from ..signin import ConfirmForm
 
 # -- The guard -------------------------------------------------------------------
@@ -59,6 +60,13 @@ def _time_formatter(view: Any, value: datetime, name: str) -> str:
 
 
 TYPE_FORMATTERS = {**DEFAULT_FORMATTERS, datetime: _time_formatter}
+
+
+def record_opened(org_id: str, conversation_id: str) -> None:
+    """The audit trail's record that the signed-in staff member read this conversation's
+    messages."""
+    event = audit.Event(org_id, current_user.actor, audit.CONVERSATION_OPENED, conversation_id)
+    audit.record_now(event)
 
 
 def excerpt(content: str, length: int = 120) -> str:

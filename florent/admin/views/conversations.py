@@ -14,7 +14,7 @@ from sqlalchemy import select, tuple_
 from ...extensions import db
 from ...ids import is_object_id
 from ...models import Conversation, Message
-from .base import StaffModelView, link
+from .base import StaffModelView, link, record_opened
 
 # A conversation's detail page shows this many of its messages at a time.
 MESSAGES_PER_PAGE = 50
@@ -139,5 +139,7 @@ class ConversationView(StaffModelView):
     messages_per_page = MESSAGES_PER_PAGE
 
     def message_page(self, conversation: Conversation) -> MessagePage:
-        """The page of the conversation's messages this request asks for."""
+        """The page of the conversation's messages this request asks for (its details
+        page shows one), recorded in the audit trail as the staff member's reading."""
+        record_opened(conversation.org_id, conversation.id)
         return message_page(conversation, request.args)

@@ -13,7 +13,7 @@ from sqlalchemy import select, tuple_
 
 from ...extensions import db
 from ...models import Conversation, Message
-from .base import StaffModelView, excerpt, link
+from .base import StaffModelView, excerpt, link, record_opened
 
 
 def remember_titles(messages: Iterable[Message]) -> None:
@@ -86,7 +86,9 @@ class MessageView(StaffModelView):
         return count, messages
 
     def get_one(self, id: Any) -> Message | None:
+        """The message its details page shows, in full: an opening of its conversation."""
         message = super().get_one(id)
         if message is not None:
+            record_opened(message.org_id, message.conversation_id)
             remember_titles([message])
         return message

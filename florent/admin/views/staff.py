@@ -52,7 +52,7 @@ class StaffView(StaffModelView):
             flash("You cannot deactivate your own account here.", "warning")
             return redirect(self.get_url(".index_view"), 303)
         return self.confirm(
-            lambda: staff.deactivate_staff(member.email),
+            lambda: staff.deactivate_staff(member.email, by=current_user.actor),
             f"Deactivated {member.email}.",
             heading=f"Deactivate {member.email}?",
             facts={"Role": member.role},
