@@ -1,5 +1,5 @@
-"""Admin page times at 1M conversations and 1M messages (and one conversation of 10,000
-messages). Prints figures only.
+"""Admin page times at 1M conversations, 1M messages and 1M audit events (and one
+conversation of 10,000 messages). Prints figures only.
 
 .venv/bin/python bench/admin_pages.py [ROWS]     (make bench runs it)
 """
@@ -45,6 +45,19 @@ LOAD_MESSAGES = """
     SELECT 'org_' || (i %% 1000), to_hex(1700000000 + i) || lpad(to_hex(i), 16, 'f'),
            to_hex(1700000000 + i) || lpad(to_hex(i), 16, '0'), 'user', repeat('word ', 40) || i, now()
     FROM generate_series(1, %(n)s) i"""
+# A trail of a thousand organizations' events: mostly requests made while acting for
+# people, some keys issued, a rare action, spread over the last year.
+LOAD_AUDIT = """
+    INSERT INTO audit_events (org_id, id, occurred_at, actor_kind, actor_id, acting_for,
+                              action, target, request_id, client_address)
+    SELECT 'org_' || (i %% 1000), to_hex(1700000000 + i) || lpad(to_hex(i), 16, '0'),
+           now() - make_interval(secs => %(n)s - i) * 30,
+           'api_key', 'key_' || (i %% 3000), 'user_' || (i %% 50000),
+           CASE WHEN i %% 100000 = 0 THEN 'person.erased'
+                WHEN i %% 10 = 0 THEN 'api_key.issued'
+                ELSE 'api.get_conversation' END,
+           to_hex(i), 'req_' || i, '10.0.0.1'
+    FROM generate_series(1, %(n)s) i"""
 # One conversation as long as a conversation may be, for its pages of messages.
 LONG_CONVERSATION = 10_000
 LOAD_LONG_CONVERSATION = """
@@ -53,6 +66,15 @@ LOAD_LONG_CONVERSATION = """
            'ab' || lpad(to_hex(i), 22, '0'), %(conversation)s, 'user',
            repeat('word ', 40) || i, now() + make_interval(secs => i)
     FROM generate_series(1, %(n)s) i"""
+
+
+def audit_filter(app, name: str, operation: str = "equals", *, position: int = 0) -> str:
+    """The query argument of one of the audit view's filters, as Flask-Admin names it."""
+    view = next(v for v in app.extensions["admin"][0]._views if v.endpoint == "audit")
+    for index, found in enumerate(view._filters):
+        if str(found.name) == name and str(found.operation()) == operation:
+            return f"flt{position}_{index}"
+    raise LookupError((name, operation))
 
 
 def main() -> None:
@@ -78,9 +100,11 @@ def main() -> None:
         started = time.perf_counter()
         loader.execute(LOAD_CONVERSATIONS, {"n": rows})
         loader.execute(LOAD_MESSAGES, {"n": rows})
+        loader.execute(LOAD_AUDIT, {"n": rows})
         loader.execute("ANALYZE")
         print(
-            f"loaded {rows:,} conversations and {rows:,} messages in {time.perf_counter() - started:.1f} s"
+            f"loaded {rows:,} conversations, messages and audit events"
+            f" in {time.perf_counter() - started:.1f} s"
         )
     with app.app_context():
         accounts.create_staff(
@@ -103,6 +127,7 @@ def main() -> None:
         )
         loader.execute("ANALYZE messages")
     middle = f"ab{LONG_CONVERSATION // 2:022x}"
+    week_ago = time.strftime("%Y-%m-%d+%H:%M:%S", time.gmtime(time.time() - 7 * 86400))
 
     client = app.test_client()
     login = client.get("/admin/login").get_data(as_text=True)
@@ -128,6 +153,17 @@ def main() -> None:
         "  latest messages": f"/admin/conversations/details/?id={org_id},{conversation_id}&latest=1",
         "messages, page 1": "/admin/messages/",
         "api keys": "/admin/api-keys/",
+        "audit trail, page 1": "/admin/audit/",
+        "audit trail, page 40": "/admin/audit/?page=39",
+        "  of an organization": f"/admin/audit/?{audit_filter(app, 'Organization')}=org_7",
+        "  by an actor": f"/admin/audit/?{audit_filter(app, 'Actor')}=key_7",
+        "  of a rare action": f"/admin/audit/?{audit_filter(app, 'Action')}=person.erased",
+        "  acting for a person": f"/admin/audit/?{audit_filter(app, 'Acting for')}=user_7",
+        "  since a week ago": f"/admin/audit/?{audit_filter(app, 'Time', 'greater than')}="
+        + f"{week_ago}",
+        "  of an organization, since a week ago": f"/admin/audit/?"
+        f"{audit_filter(app, 'Organization')}=org_7&"
+        f"{audit_filter(app, 'Time', 'greater than', position=1)}={week_ago}",
     }
     for name, url in pages.items():
         times = []
@@ -136,6 +172,7 @@ def main() -> None:
             response = client.get(url)
             times.append((time.perf_counter() - started) * 1000)
             assert response.status_code == 200, (url, response.status_code)
+            assert b"Invalid Filter" not in response.data, url
         print(f"{name:40s} median {statistics.median(times):8.1f} ms   max {max(times):8.1f} ms")
     with app.app_context():
         db.engine.dispose()
