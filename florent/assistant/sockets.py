@@ -136,6 +136,27 @@ def admit_with_ticket() -> None:
     g.caller = caller
     if caller.impersonating:  # the socket is the minting key's, acting for the person
         audit.record_now(impersonation_event(caller))
+    for server in ("gunicorn.socket", "werkzeug.socket"):  # where simple-websocket looks
+        if server in request.environ:
+            request.environ[server] = WholeFrames(request.environ[server])
+
+
+class WholeFrames:
+    """The connection as simple-websocket gets it. It writes each frame with one
+    `socket.send`, which may take only part of it when the client reads slowly
+    (miguelgrinberg/simple-websocket#45): here every frame goes out whole, one at a time."""
+
+    def __init__(self, connection: Any):
+        self._connection = connection
+        self._lock = threading.Lock()
+
+    def send(self, data: bytes) -> int:
+        with self._lock:
+            self._connection.sendall(data)
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
 
 
 @sock.route("/<conversation_id>/ws", bp=bp)
