@@ -92,6 +92,7 @@ def domain_errors() -> dict[type[Exception], Callable[[Any], ApiError]]:
     """Each domain error, and what a client sees of it."""
     # Imported here: the domain packages import this module for ApiError.
     from .assistant.turns import AssistantUnavailable, NoReplyInProgress, TooManyReplies
+    from .conversations.export import ExportInProgress, TooManyExports
     from .conversations.schemas import dump_message
     from .conversations.service import ConversationFull, ConversationNotFound, ReplyInProgress
 
@@ -103,6 +104,10 @@ def domain_errors() -> dict[type[Exception], Callable[[Any], ApiError]]:
         TooManyReplies: lambda error: ApiError(
             429, "too_many_replies", headers={"Retry-After": str(error.retry_after)}
         ),
+        ExportInProgress: lambda error: ApiError(
+            429, "export_in_progress", headers={"Retry-After": str(error.retry_after)}
+        ),
+        TooManyExports: lambda error: unavailable(retry_after=error.retry_after),
         # The person's message was stored before the model failed: say which it is.
         AssistantUnavailable: lambda error: ApiError(
             502,

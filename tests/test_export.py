@@ -18,7 +18,7 @@ from florent.errors import ApiError
 from florent.extensions import db
 from florent.models import READ, WRITE
 
-from .conftest import recorded_statements
+from .conftest import bearer, recorded_statements
 from .factories import URL, append_message, create_conversation
 
 EXPORT = "/api/florent/export"
@@ -93,7 +93,7 @@ def test_the_export_needs_a_token_and_the_read_permission(app, client):
     assert refused.value.status == 403
 
 
-def test_the_export_is_one_statement_and_leaves_no_transaction_open(app, client, alice):
+def test_the_export_reads_in_one_statement_and_leaves_no_transaction_open(app, client, alice):
     create_conversation(client, alice)
     with recorded_statements(app) as statements:
         assert len(export(client, alice)) == 1
@@ -109,6 +109,42 @@ def test_the_export_is_one_statement_and_leaves_no_transaction_open(app, client,
         ).scalar_one()
         db.session.rollback()
     assert idle == 0
+
+
+# -- Bounded: an export holds a connection while it is read ------------------------------
+
+
+def test_a_caller_has_one_export_at_a_time(client, alice, bob):
+    create_conversation(client, alice)
+    first = client.get(EXPORT, headers=alice, buffered=False)  # sent, not yet read
+    try:
+        second = client.get(EXPORT, headers=alice)
+        assert second.status_code == 429
+        assert second.get_json() == {"error": "export_in_progress"}
+        assert second.headers["Retry-After"] == "10"
+        assert client.get(EXPORT, headers=bob).status_code == 200  # others are not held up
+    finally:
+        first.close()
+    assert client.get(EXPORT, headers=alice).status_code == 200
+
+
+def test_a_process_gives_exports_half_its_connections(app, client, make_token):
+    share = app.config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_size"] // 2
+    people = [bearer(make_token(f"user_{n:02d}", "org_01ACME")) for n in range(share + 1)]
+    for person in people:  # an export of nothing ends before its first line is read
+        create_conversation(client, person)
+    reading = [client.get(EXPORT, headers=person, buffered=False) for person in people[:share]]
+    try:
+        assert all(response.status_code == 200 for response in reading)
+        over = client.get(EXPORT, headers=people[share])
+        assert over.status_code == 503
+        assert over.get_json() == {"error": "service_unavailable"}
+        assert over.headers["Retry-After"] == "10"
+        assert client.get(f"{URL}?limit=1", headers=people[0]).status_code == 200
+    finally:
+        for response in reading:
+            response.close()
+    assert client.get(EXPORT, headers=people[share]).status_code == 200
 
 
 # -- Flat memory ----------------------------------------------------------------------

@@ -90,6 +90,12 @@ OPERATIONS = (
                 "content": {"application/x-ndjson": {"schema": ConversationExportSchema}},
             },
         ),
+        error_descriptions={
+            429: "`rate_limited`, or `export_in_progress`: the caller's previous export is "
+            "still being sent (one at a time); retry after `Retry-After` seconds.",
+            503: "`service_unavailable`: PostgreSQL is unreachable, or this instance is "
+            "sending as many exports as it may; retry after `Retry-After` seconds.",
+        },
     ),
     Operation(
         views.get_conversation,
