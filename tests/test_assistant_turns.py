@@ -751,3 +751,23 @@ def test_another_callers_conversation_is_404_and_the_model_is_not_asked(
     assert model.requests == []
     row, messages = stored(florent, conversation["_id"])
     assert (row.message_count, row.title, messages) == (0, "Mine", [])
+
+
+# -- Coalescing ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("window_ms", "deltas"), [(0, 6), (2000, 1)])
+def test_pieces_within_the_coalescing_window_are_sent_as_one_delta(
+    app, florent_with, alice, model, window_ms, deltas
+):
+    client = florent_with(stream_coalesce_ms=window_ms).test_client()
+    conversation = create_conversation(client, alice, title="Coalesced")
+    model.reply, model.delay = ["Un", " deux", " trois", " quatre", " cinq", " six"], 0.01
+
+    _, events = stream_turn(client, alice, conversation["_id"], "Compte")
+    events = list(events)
+
+    sent = [data["text"] for name, data in events if name == "delta"]
+    assert len(sent) == deltas
+    assert "".join(sent) == "Un deux trois quatre cinq six"
+    assert events[-1][1]["message"]["content"] == "Un deux trois quatre cinq six"

@@ -339,3 +339,33 @@ def test_every_bad_ticket_is_refused_before_the_upgrade(app, service, alice_toke
     with app.app_context():
         stored = db.session.execute(text("SELECT ticket_hash FROM socket_tickets")).scalars().all()
     assert all(len(value) == 32 for value in stored)  # hashes only, never the ticket
+
+
+def test_a_reply_in_progress_finishes_when_gunicorn_is_told_to_stop(
+    app, database_url, jwks_server, model_server, model, alice_token
+):
+    with gunicorn(
+        database_url,
+        jwks_server.url,
+        FLORENT_LLM_BASE_URL=model_server.base_url,
+        GUNICORN_WORKERS="1",
+        GUNICORN_GRACEFUL_TIMEOUT="10",
+    ) as stopping:
+        conversation_id = create(stopping, alice_token)
+        model.reply, model.delay = [f"{n} " for n in range(20)], 0.1  # about 2 s
+
+        _, events = stream(stopping, alice_token, conversation_id, "Count to twenty")
+        assert next(events)[0] == "message"
+        assert next(events)[0] == "delta"
+        stopping.process.terminate()  # SIGTERM: a graceful stop
+        rest = [name for name, _ in events if name != "comment"]
+
+        assert rest[-1] == "done"
+        assert stopping.process.wait(timeout=15) == 0
+    with app.app_context():
+        stored = db.session.execute(
+            text("SELECT content FROM messages WHERE conversation_id = :id AND role = 'assistant'"),
+            {"id": conversation_id},
+        ).scalar_one()
+        db.session.rollback()
+    assert stored == "".join(f"{n} " for n in range(20))
