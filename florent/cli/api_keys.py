@@ -7,9 +7,8 @@ from flask.cli import AppGroup
 
 from ..audit import operator
 from ..auth import apikeys
-from ..conversations.schemas import format_timestamp
 from ..models import PERMISSIONS
-from .tables import echo_table
+from .tables import echo_table, moment, yes_no
 
 api_keys_cli = AppGroup("api-keys", help="Issue, list and revoke organization API keys.")
 
@@ -72,10 +71,10 @@ def list_api_keys(org_id: str | None) -> None:
                 key.name,
                 key.org_id,
                 ",".join(key.permissions) or "none",
-                "yes" if key.can_impersonate else "no",
-                format_timestamp(key.created_at),
-                format_timestamp(key.last_used_at) if key.last_used_at else "-",
-                format_timestamp(key.revoked_at) if key.revoked_at else "-",
+                yes_no(key.can_impersonate),
+                moment(key.created_at),
+                moment(key.last_used_at),
+                moment(key.revoked_at),
             )
         )
     echo_table(rows)

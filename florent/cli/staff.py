@@ -6,10 +6,9 @@ import click
 from flask.cli import AppGroup
 
 from ..audit import operator
-from ..conversations.schemas import format_timestamp
 from ..models import STAFF_ROLES
 from ..staff import accounts as staff
-from .tables import echo_table
+from .tables import echo_table, moment, yes_no
 
 staff_cli = AppGroup("staff", help="Manage staff accounts for the admin at /admin.")
 
@@ -42,9 +41,9 @@ def list_staff_command() -> None:
             (
                 member.email,
                 member.role,
-                "yes" if member.active else "no",
-                format_timestamp(member.created_at),
-                format_timestamp(member.last_login_at) if member.last_login_at else "-",
+                yes_no(member.active),
+                moment(member.created_at),
+                moment(member.last_login_at),
             )
         )
     echo_table(rows)

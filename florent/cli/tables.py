@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import click
+
+from ..conversations.schemas import format_timestamp
 
 
 def echo_table(rows: list[tuple[str, ...]]) -> None:
@@ -12,3 +16,12 @@ def echo_table(rows: list[tuple[str, ...]]) -> None:
         click.echo(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
+
+
+def moment(value: datetime | None) -> str:
+    """A time as the API writes it, or "-" for none."""
+    return format_timestamp(value) if value else "-"
+
+
+def yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
