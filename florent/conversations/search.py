@@ -24,10 +24,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import REGCONFIG, TSQUERY
 
 from ..auth import Caller
-from ..database import one_statement
 from ..models import Conversation, Message
 from .cursors import Position
-from .service import CALLERS, CONVERSATION, Page, caller_params
+from .service import CALLERS, CONVERSATION, Page, caller_params, recent_page
 
 SNIPPET_MAX_LENGTH = 200
 CONFIGURATION = literal("florent_search", REGCONFIG)
@@ -124,12 +123,4 @@ SEARCH_AFTER = _with_snippets(_page(after=True))
 def search_conversations(caller: Caller, q: str, *, limit: int, after: Position | None) -> Page:
     """The caller's conversations matching every word of `q`, most recently updated first,
     one keyset page; each row has the conversation's columns and `snippet`."""
-    params = {**caller_params(caller), "q": q, "limit": limit + 1}
-    statement = SEARCH_FIRST
-    if after is not None:
-        statement, params = SEARCH_AFTER, {**params, "after_at": after.at, "after_id": after.id}
-    with one_statement() as connection:
-        rows = connection.execute(statement, params).all()
-    page = rows[:limit]
-    more = len(rows) > limit
-    return Page(page, Position(page[-1].updated_at, page[-1].id) if more else None)
+    return recent_page(SEARCH_FIRST, SEARCH_AFTER, {**caller_params(caller), "q": q}, limit, after)

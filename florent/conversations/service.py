@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import Executable, Row, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..auth import Caller
@@ -137,11 +137,23 @@ def list_conversations(caller: Caller, *, limit: int, after: Position | None) ->
 
     Walks ix_conversations_owner_recent from the cursor: a page costs the same at any depth.
     """
+    return recent_page(CALLERS_RECENT, CALLERS_AFTER, caller_params(caller), limit, after)
+
+
+def recent_page(
+    first: Executable,
+    following: Executable,
+    params: dict[str, Any],
+    limit: int,
+    after: Position | None,
+) -> Page:
+    """One page of conversations, most recently updated first: `first` from the top, or
+    `following` from the cursor `after`."""
     # One extra row tells whether another page exists, without a count.
-    params = {**caller_params(caller), "limit": limit + 1}
-    statement = CALLERS_RECENT
+    params = {**params, "limit": limit + 1}
+    statement = first
     if after is not None:
-        statement, params = CALLERS_AFTER, {**params, "after_at": after.at, "after_id": after.id}
+        statement, params = following, {**params, "after_at": after.at, "after_id": after.id}
     with one_statement() as connection:
         rows = connection.execute(statement, params).all()
     page = rows[:limit]
