@@ -9,6 +9,7 @@ figures only; bench/README.md keeps them.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import re
 import shutil
@@ -35,6 +36,15 @@ wrk.method = "POST"
 wrk.body = '{"title": "Benchmark"}'
 wrk.headers["Content-Type"] = "application/json"
 """
+
+
+def scratch(prefix: str) -> Path:
+    """A folder for this run's PostgreSQL and keys, removed when the process ends. Made
+    before PostgreSQL starts, so its removal is registered first and runs last, once
+    the server has stopped."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def free_port() -> int:
@@ -154,7 +164,7 @@ def main() -> None:
         sys.exit("wrk is not installed (make bench installs it)")
 
     repo = args.repo.resolve()
-    instance = Path(tempfile.mkdtemp(prefix="florent-bench-"))
+    instance = scratch("florent-bench-")
     env, key = production_env(instance, RATELIMIT_ENABLED="false", repo=repo)
     token = key.sign("user_bench", "org_bench", issuer=ISSUER, ttl=3600)
     with_messages = seed(env["DATABASE_URL"])

@@ -17,7 +17,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "scripts"))
 
 from local_stack import ISSUER, production_env  # noqa: E402
-from run import free_port, gunicorn, wait_until_up  # noqa: E402
+from run import free_port, gunicorn, scratch, wait_until_up  # noqa: E402
 
 API = "/api/florent/conversations"
 
@@ -215,7 +214,7 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
     )
     env, key = production_env(
-        Path(tempfile.mkdtemp(prefix="florent-streams-")),
+        scratch("florent-streams-"),
         repo=repo,
         FLORENT_LLM_BASE_URL=f"http://127.0.0.1:{model_port}/v1",
     )
