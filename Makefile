@@ -34,7 +34,7 @@ test: install
 	$(BIN)/pytest
 
 # Everything but the slow tests: no browser, no PostgreSQL restarts, no gunicorn, no
-# Redis, PgBouncer or nginx.
+# Redis, PgBouncer or nginx, no large data sets.
 test-fast: install
 	$(BIN)/pytest -m "not slow"
 

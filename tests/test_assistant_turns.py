@@ -405,6 +405,7 @@ def test_a_turn_needs_room_for_the_message_and_its_reply(florent_with, alice, mo
     assert (row.message_count, len(messages), row.reply_started_at) == (4, 4, None)
 
 
+@pytest.mark.slow  # a large data set
 def test_a_turn_reads_only_the_history_that_fits(florent, chat, alice, model):
     conversation = create_conversation(chat, alice, title="Huge")
     with florent.app_context():

@@ -151,6 +151,7 @@ def test_a_page_stops_at_its_byte_budget_and_the_rest_follows(app, client, alice
     assert earlier == list(range(1, 17))
 
 
+@pytest.mark.slow  # a large data set
 def test_a_page_reads_the_order_index_backwards_without_a_sort(app, client, alice):
     conversation = create_conversation(client, alice)["_id"]
     insert_messages(app, conversation, 20_000)

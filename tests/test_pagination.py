@@ -166,6 +166,7 @@ def explain(app, sql: str, params) -> str:
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
+@pytest.mark.slow  # a large data set
 def test_a_page_is_an_index_scan_without_a_sort_at_any_depth(app, client, alice):
     insert_conversations(app, 20_000, same_updated_at=False)
     with app.app_context():

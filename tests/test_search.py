@@ -249,6 +249,7 @@ def test_other_people_s_matches_never_appear(client, alice, bob, alice_elsewhere
     assert found(client, alice_elsewhere, "secret recipe") == ["Secret recipe"]
 
 
+@pytest.mark.slow  # a large data set
 def test_others_matching_messages_are_never_read(app, client, alice):
     """The index walks the caller's matching entries only: EXPLAIN ANALYZE counts the
     rows it gives, with thousands of other people's messages holding the same word."""
