@@ -29,8 +29,7 @@ run: install
 	$(FLASK) run --host 127.0.0.1 --port $(PORT)
 
 test: install
-	bash scripts/ensure-browser.sh
-	bash scripts/ensure-services.sh
+	bash scripts/ensure-test-packages.sh
 	$(BIN)/pytest
 
 # Everything but the slow tests: no browser, no PostgreSQL restarts, no gunicorn, no

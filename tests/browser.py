@@ -28,7 +28,9 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 def chromium() -> Iterator[Browser]:
     """The system chromium, headless. Fails (never skips) when it cannot run."""
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/ensure-browser.sh` (or `make test`)")
+        pytest.fail(
+            f"{CHROMIUM} is missing: run `bash scripts/ensure-test-packages.sh` (or `make test`)"
+        )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True

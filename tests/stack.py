@@ -1,5 +1,5 @@
 """The servers production puts around Florent, run by the tests: Redis, PgBouncer and
-nginx from their Debian packages (scripts/ensure-services.sh installs them). Each runs in
+nginx from their Debian packages (scripts/ensure-test-packages.sh installs them). Each runs in
 the foreground on a free loopback port, its configuration in a temporary directory, and
 is stopped by terminating it."""
 
@@ -38,7 +38,7 @@ STATEMENT_TIMEOUT_MS = 2500
 
 def require(binary: str) -> None:
     if not os.access(binary, os.X_OK):
-        pytest.fail(f"{binary} is missing: run `bash scripts/ensure-services.sh` (as root)")
+        pytest.fail(f"{binary} is missing: run `bash scripts/ensure-test-packages.sh` (as root)")
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10) -> None:
