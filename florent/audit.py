@@ -25,9 +25,6 @@ from .extensions import db
 from .ids import new_object_id
 from .models import AuditEvent
 
-# Who may act: a person through a session token, an API key, a staff member in the
-# admin, or an operator at the command line.
-ACTOR_KINDS = ("user", "api_key", "staff", "operator")
 # What is recorded.
 KEY_ISSUED, KEY_REVOKED = "api_key.issued", "api_key.revoked"
 STAFF_SIGNED_IN, STAFF_SIGN_IN_FAILED = "staff.signed_in", "staff.sign_in_failed"
@@ -48,7 +45,10 @@ ERASE = delete(AuditEvent).where(
 
 @dataclass(frozen=True)
 class Actor:
-    kind: str  # one of ACTOR_KINDS
+    """Who acted: an API key ("api_key"), a staff member in the admin ("staff") or an
+    operator at the command line ("operator")."""
+
+    kind: str
     id: str
 
 

@@ -33,6 +33,7 @@ API_KEY_IDENTITY_PREFIX = "apikey_"
 STAFF_ROLES = ("viewer", "admin")
 READ, WRITE = "conversations:read", "conversations:write"
 PERMISSIONS = (READ, WRITE)
+ALL_PERMISSIONS = text(f"ARRAY{list(PERMISSIONS)}::varchar[]")
 
 
 def timestamp(**kwargs) -> Mapped[datetime]:
@@ -44,6 +45,16 @@ def search_vector(column: str) -> Mapped[str]:
     as PostgreSQL spells the expression back. Deferred: loading a model never reads it."""
     expression = f"to_tsvector('florent_search'::regconfig, florent_search_text({column}))"
     return mapped_column(TSVECTOR, Computed(expression, persisted=True), deferred=True)
+
+
+def of_a_conversation() -> ForeignKeyConstraint:
+    """A row that belongs to a conversation, by (org_id, conversation_id): it goes when the
+    conversation goes."""
+    return ForeignKeyConstraint(
+        ["org_id", "conversation_id"],
+        ["conversations.org_id", "conversations.id"],
+        ondelete="CASCADE",
+    )
 
 
 class Conversation(db.Model):
@@ -117,11 +128,7 @@ class Message(db.Model):
         CheckConstraint(OBJECT_ID_CHECK, name="id_is_object_id"),
         CheckConstraint("role IN ('user', 'assistant')", name="role_known"),
         CheckConstraint("status IN ('complete', 'stopped')", name="status_known"),
-        ForeignKeyConstraint(
-            ["org_id", "conversation_id"],
-            ["conversations.org_id", "conversations.id"],
-            ondelete="CASCADE",
-        ),
+        of_a_conversation(),
         # A conversation's messages in order, walked from either end; serves the cascade.
         Index("ix_messages_conversation_order", "org_id", "conversation_id", "created_at", "id"),
         # Everyone's messages by id, so by creation (the admin's list).
@@ -155,11 +162,7 @@ class SocketTicket(db.Model):
     acting_key_id: Mapped[str | None] = mapped_column(String(24))
 
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["org_id", "conversation_id"],
-            ["conversations.org_id", "conversations.id"],
-            ondelete="CASCADE",
-        ),
+        of_a_conversation(),
         Index("ix_socket_tickets_conversation", "org_id", "conversation_id"),
         # Serves the purge of expired tickets.
         Index("ix_socket_tickets_expires_at", "expires_at"),
@@ -181,7 +184,7 @@ class ApiKey(db.Model):
     secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     # What the key may do (PERMISSIONS); keys issued before there were any have both.
     permissions: Mapped[list[str]] = mapped_column(
-        ARRAY(String(32)), server_default=text(f"ARRAY{list(PERMISSIONS)}::varchar[]")
+        ARRAY(String(32)), server_default=ALL_PERMISSIONS
     )
     # May act on behalf of a named person of its organization (X-Act-As-User).
     can_impersonate: Mapped[bool] = mapped_column(server_default=text("false"))
@@ -191,9 +194,7 @@ class ApiKey(db.Model):
 
     __table_args__ = (
         CheckConstraint(OBJECT_ID_CHECK, name="id_is_object_id"),
-        CheckConstraint(
-            f"permissions <@ ARRAY{list(PERMISSIONS)}::varchar[]", name="permissions_known"
-        ),
+        CheckConstraint(f"permissions <@ {ALL_PERMISSIONS}", name="permissions_known"),
     )
 
     @property
@@ -257,11 +258,7 @@ class IdempotencyKey(db.Model):
     created_at: Mapped[datetime] = timestamp(server_default=NOW_MS)
 
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["org_id", "conversation_id"],
-            ["conversations.org_id", "conversations.id"],
-            ondelete="CASCADE",
-        ),
+        of_a_conversation(),
         Index("ix_idempotency_keys_conversation", "org_id", "conversation_id"),
         # Serves the purge of expired keys.
         Index("ix_idempotency_keys_created_at", "created_at"),

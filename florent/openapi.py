@@ -20,6 +20,7 @@ from flask import Blueprint, Flask, Response, current_app
 from marshmallow import Schema
 from marshmallow import fields as ma_fields
 
+from .auth import ACT_AS_USER
 from .conversations.schemas import Count, ErrorResponseSchema, Timestamp
 from .errors import json_response
 from .validation import Limit, Text
@@ -44,8 +45,8 @@ CONVERSATION_ID = {
     "description": "The conversation id (24 lowercase hex characters).",
     "schema": {"type": "string"},
 }
-ACT_AS_USER = {
-    "name": "X-Act-As-User",
+ACT_AS_USER_HEADER = {
+    "name": ACT_AS_USER,
     "in": "header",
     "required": False,
     "description": "With an API key that may impersonate: act as this person of the key's "
@@ -126,7 +127,7 @@ class Operation:
             **({"description": self.description} if self.description else {}),
             "tags": TAGS,
             "x-permission": self.view.permission,
-            "parameters": [AUTHORIZATION, ACT_AS_USER, *self.parameters, *query],
+            "parameters": [AUTHORIZATION, ACT_AS_USER_HEADER, *self.parameters, *query],
             "responses": responses,
         }
         if self.body is not None:

@@ -26,7 +26,7 @@ from psycopg import sql
 from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 
-from florent import create_app
+from florent import audit, create_app
 from florent.config import Settings
 from florent.extensions import db
 
@@ -222,7 +222,7 @@ def empty_tables() -> None:
     tables = list(reversed(db.metadata.sorted_tables))
     try:
         db.session.execute(text("SET LOCAL statement_timeout = 250"))
-        db.session.execute(text("SET LOCAL florent.erasing_person = 'on'"))
+        db.session.execute(audit.ERASING)
         for table in tables:
             db.session.execute(table.delete())
         db.session.commit()

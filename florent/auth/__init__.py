@@ -68,11 +68,10 @@ def acting_as(caller: Caller, values: list[str]) -> Caller:
     if not caller.can_impersonate:
         raise ApiError(403, "impersonation_not_allowed")
     # A person's id, as a session token's subject may be; never a key's own identity.
-    if len(values) != 1 or not is_identity(values[0]):
+    (person, *others) = values
+    if others or not is_identity(person) or person.startswith(API_KEY_IDENTITY_PREFIX):
         raise ApiError(400, "invalid_header")
-    if values[0].startswith(API_KEY_IDENTITY_PREFIX):
-        raise ApiError(400, "invalid_header")
-    return caller.acting_as(values[0])
+    return caller.acting_as(person)
 
 
 def impersonation_event(caller: Caller) -> audit.Event:

@@ -124,9 +124,13 @@ def export_conversations(caller: Caller) -> Export:
 
 def _export_connections() -> threading.BoundedSemaphore:
     """This process's share of connections for exports: half of its pool."""
-    pool = current_app.config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_size"]
-    share = threading.BoundedSemaphore(max(1, pool // 2))
-    return current_app.extensions.setdefault(EXTENSION, share)
+    share = current_app.extensions.get(EXTENSION)
+    if share is None:
+        pool = current_app.config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_size"]
+        share = current_app.extensions.setdefault(
+            EXTENSION, threading.BoundedSemaphore(max(1, pool // 2))
+        )
+    return share
 
 
 def _once(*steps: Callable[[], None]) -> Callable[[], None]:
