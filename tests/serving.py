@@ -75,13 +75,19 @@ def gunicorn(database_url: str, jwks_url: str, **environ: str) -> Iterator[Gunic
         wait_for(f"{server.url}/readyz")
         yield server
     finally:
+        stop(process, timeout=15)
+        process.stderr.close()
+
+
+def stop(process: subprocess.Popen, timeout: float = 10) -> None:
+    """Terminate the process, and kill it if it has not ended within `timeout` seconds."""
+    if process.poll() is None:
         process.terminate()
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        process.stderr.close()
 
 
 def wait_for(url: str, timeout: float = 60) -> None:

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from .conftest import free_port
+from .serving import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -52,16 +53,6 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10) -> 
         except OSError:
             time.sleep(0.05)
     raise AssertionError(f"{process.args[0]} did not listen on {port}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # -- Redis -------------------------------------------------------------------------
