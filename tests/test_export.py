@@ -122,10 +122,12 @@ def test_a_caller_has_one_export_at_a_time(client, alice, bob):
         assert second.status_code == 429
         assert second.get_json() == {"error": "export_in_progress"}
         assert second.headers["Retry-After"] == "10"
-        assert client.get(EXPORT, headers=bob).status_code == 200  # others are not held up
+        with client.get(EXPORT, headers=bob) as theirs:  # others are not held up
+            assert theirs.status_code == 200
     finally:
         first.close()
-    assert client.get(EXPORT, headers=alice).status_code == 200
+    with client.get(EXPORT, headers=alice) as again:
+        assert again.status_code == 200
 
 
 def test_a_process_gives_exports_half_its_connections(app, client, make_token):
@@ -144,7 +146,8 @@ def test_a_process_gives_exports_half_its_connections(app, client, make_token):
     finally:
         for response in reading:
             response.close()
-    assert client.get(EXPORT, headers=people[share]).status_code == 200
+    with client.get(EXPORT, headers=people[share]) as freed:
+        assert freed.status_code == 200
 
 
 # -- Flat memory ----------------------------------------------------------------------

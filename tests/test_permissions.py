@@ -35,7 +35,8 @@ def operations(app: Flask) -> list[tuple[str, str, dict[str, Any]]]:
 def call(client: FlaskClient, path: str, method: str, operation: dict, headers: dict) -> Any:
     url = "/api" + path.replace("{conversation_id}", SOMEONE_ELSES)
     body = {} if "requestBody" in operation else None
-    return client.open(url, method=method.upper(), json=body, headers=headers)
+    # Buffered: read whole and closed, as a server does, so an export's transaction ends.
+    return client.open(url, method=method.upper(), json=body, headers=headers, buffered=True)
 
 
 def row_counts(app: Flask) -> dict[str, int]:
