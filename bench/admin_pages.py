@@ -144,14 +144,19 @@ def measure(app, url: str, rows: int) -> None:
         f"{audit_filter(app, 'Time', 'greater than', position=1)}={week_ago}",
     }
     for name, url in pages.items():
-        times = []
+        times, refused = [], []
         for _ in range(5):
             started = time.perf_counter()
             response = client.get(url)
             times.append((time.perf_counter() - started) * 1000)
-            assert response.status_code == 200, (url, response.status_code)
             assert b"Invalid Filter" not in response.data, url
-        print(f"{name:40s} median {statistics.median(times):8.1f} ms   max {max(times):8.1f} ms")
+            if response.status_code != 200:  # e.g. 503: the statement timeout cut it short
+                refused.append(response.status_code)
+        failed = f"   {len(refused)} of 5 answered {sorted(set(refused))}" if refused else ""
+        print(
+            f"{name:40s} median {statistics.median(times):8.1f} ms"
+            f"   max {max(times):8.1f} ms{failed}"
+        )
 
 
 if __name__ == "__main__":
