@@ -24,9 +24,8 @@ from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from psycopg import sql
 from sqlalchemy import event, text
-from sqlalchemy.exc import OperationalError
 
-from florent import audit, create_app
+from florent import create_app
 from florent.config import Settings
 from florent.extensions import db
 
@@ -216,20 +215,10 @@ def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def empty_tables() -> None:
-    """DELETE what a test left, as most leave a few rows: TRUNCATE makes every table's and
-    index's files anew, which costs far more. What takes longer (a test that loaded many
-    rows) is TRUNCATEd. The audit trail lets rows go only in an erasure (its trigger)."""
-    tables = list(reversed(db.metadata.sorted_tables))
-    try:
-        db.session.execute(text("SET LOCAL statement_timeout = 250"))
-        db.session.execute(audit.ERASING)
-        for table in tables:
-            db.session.execute(table.delete())
-        db.session.commit()
-    except OperationalError:  # canceled: too many rows to delete one by one
-        db.session.rollback()
-        db.session.execute(text(f"TRUNCATE {', '.join(t.name for t in tables)} CASCADE"))
-        db.session.commit()
+    """TRUNCATE every table: each test starts from empty tables (the schema stays)."""
+    tables = ", ".join(t.name for t in reversed(db.metadata.sorted_tables))
+    db.session.execute(text(f"TRUNCATE {tables} CASCADE"))
+    db.session.commit()
 
 
 @pytest.fixture
