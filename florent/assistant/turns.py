@@ -13,7 +13,7 @@ from sqlalchemy import Interval, Row, Select, String, bindparam, case, func, sel
 
 from ..auth import Caller
 from ..config import Settings
-from ..conversations.messages import MESSAGE, MessageCount, insert_message
+from ..conversations.messages import MESSAGE, MessageCount, StoredMessage
 from ..conversations.schemas import TITLE_MAX_LENGTH
 from ..conversations.service import (
     CALLERS,
@@ -84,7 +84,7 @@ class Limits:
 class Turn:
     """The person's stored message, and the conversation's reply slot held for Florent."""
 
-    message: Row[Any]
+    message: StoredMessage
     conversation: Row[Any]
     # The newest messages that fit the history budget, oldest first, ending with `message`.
     history: list[Row[Any]]
@@ -98,7 +98,13 @@ class Turn:
 # One caller's turns start one at a time, so the count of their replies cannot be outrun.
 LOCK_CALLER = select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("lock"), 0)))
 LIVE_SINCE = func.now() - bindparam("stale_after", type_=Interval)
-REPLYING = select(func.count()).where(CALLERS, Conversation.reply_started_at > LIVE_SINCE)
+# Counted in the turn's statement, after the caller's lock: no other turn of theirs can
+# claim a slot in between.
+REPLYING = (
+    select(func.count())
+    .where(CALLERS, Conversation.reply_started_at > LIVE_SINCE)
+    .scalar_subquery()
+)
 # Untitled: the default title, and never changed since created (a rename moves updated_at).
 UNTITLED = (
     bindparam("derived_title", type_=String).is_not(None)
@@ -107,6 +113,7 @@ UNTITLED = (
 )
 COUNT_TURN = MessageCount.unless(
     {
+        TooManyReplies: REPLYING < bindparam("max_replies"),  # noqa: SIM300 (a subquery)
         ReplyInProgress: Conversation.reply_started_at.is_(None)
         | (Conversation.reply_started_at <= LIVE_SINCE),
         # Room for the message and for Florent's reply to it.
@@ -170,7 +177,9 @@ def start_turn(caller: Caller, conversation_id: str, *, content: str, limits: Li
     Nothing is stored when the caller has too many replies in progress (TooManyReplies),
     when the slot is held by a live turn (ReplyInProgress), or when the conversation has
     no room for the message and its reply (ConversationFull). The UPDATE takes the row
-    lock first, as an append does, so two turns cannot both claim the slot.
+    lock first, as an append does, so two turns cannot both claim the slot. Three round
+    trips in the transaction: the caller's lock, the message counted and stored, the
+    history.
 
     A conversation that still has the default title and has never changed since it was
     created is titled from this, its first message; a title the person set, even
@@ -181,15 +190,13 @@ def start_turn(caller: Caller, conversation_id: str, *, content: str, limits: Li
         "lock": f"florent-turns {caller.org_id} {caller.user_id}",  # ids hold no spaces
         "stale_after": limits.stale_after,
         "max_messages": limits.max_messages,
+        "max_replies": limits.max_replies_in_progress,
         "history_chars": limits.history_chars,
         "derived_title": title_from_message(content, TITLE_MAX_LENGTH),
     }
     with transaction() as connection:
         connection.execute(LOCK_CALLER, params)
-        if connection.execute(REPLYING, params).scalar_one() >= limits.max_replies_in_progress:
-            raise TooManyReplies()
-        conversation = COUNT_TURN(connection, params)
-        message = insert_message(connection, conversation, role="user", content=content)
+        message, conversation = COUNT_TURN(connection, params, role="user", content=content)
         history = connection.execute(HISTORY, params).all()
     return Turn(message, conversation, list(history))
 
@@ -201,19 +208,15 @@ def finish_turn(
     reply_started_at: datetime,
     content: str,
     status: str = "complete",
-) -> tuple[Row[Any], Row[Any]]:
+) -> tuple[StoredMessage, Row[Any]]:
     """Store Florent's reply (complete, or stopped) and free the reply slot, atomically.
 
     Raises ConversationNotFound when the conversation was deleted during the turn (or
     the turn outlived its slot): the reply then has nowhere to go.
     """
     params = {**owner(caller, conversation_id), "slot": reply_started_at}
-    with transaction() as connection:
-        conversation = COUNT_REPLY(connection, params)
-        message = insert_message(
-            connection, conversation, role="assistant", content=content, status=status
-        )
-    return message, conversation
+    with one_statement() as connection:
+        return COUNT_REPLY(connection, params, role="assistant", content=content, status=status)
 
 
 def abandon_turn(caller: Caller, conversation_id: str, reply_started_at: datetime) -> Row[Any]:

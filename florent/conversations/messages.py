@@ -11,7 +11,6 @@ from sqlalchemy import (
     Connection,
     Row,
     Select,
-    Update,
     bindparam,
     case,
     exists,
@@ -25,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..auth import Caller
-from ..database import one_statement, transaction
+from ..database import one_statement
 from ..ids import new_object_id
 from ..models import Conversation, Message
 from .cursors import Position
@@ -161,14 +160,27 @@ def _page_of(found: list[MessageRow], limit: int) -> Page:
 # -- Storing a message ---------------------------------------------------------------
 
 
+class StoredMessage(NamedTuple):
+    """A message just stored, read by position after its conversation's columns."""
+
+    id: str
+    conversation_id: str
+    role: str
+    content: str
+    status: str
+    created_at: datetime
+
+
 @dataclass(frozen=True)
 class MessageCount:
-    """Count one more message on a conversation if each condition holds: an UPDATE that
-    takes the conversation's row lock first, so concurrent writers queue behind each
-    other (no lost count; one lock, so no deadlock). Built once, with the SELECT that
-    tells which condition failed."""
+    """Store a message and count it on its conversation, in one statement, if each
+    condition holds. The UPDATE takes the conversation's row lock first, so concurrent
+    writers queue behind each other (no lost count; one lock, so no deadlock), and the
+    INSERT reads the counted row, so nothing is stored when a condition fails. One
+    statement is one round trip, atomic without a transaction of its own. Built once,
+    with the SELECT that tells which condition failed."""
 
-    update: Update
+    store: Select
     check: Select
     errors: tuple[type[Exception], ...]
 
@@ -177,7 +189,7 @@ class MessageCount:
         cls, conditions: dict[type[Exception], ColumnElement[bool]], **also_set: Any
     ) -> MessageCount:
         changed_at = next_change_time()
-        statement = (
+        counted = (
             update(Conversation)
             .where(OWNED, *conditions.values())
             .values(
@@ -187,16 +199,47 @@ class MessageCount:
                 **also_set,
             )
             .returning(*CONVERSATION)
+            .cte("counted")
         )
+        message = {
+            "id": bindparam("message_id"),
+            "org_id": counted.c.org_id,
+            "conversation_id": counted.c.id,
+            "user_id": counted.c.user_id,
+            "role": bindparam("role"),
+            "content": bindparam("content"),
+            "status": bindparam("status"),
+            "created_at": counted.c.updated_at,  # the conversation's change time
+        }
+        stored = (
+            insert(Message)
+            .from_select(list(message), select(*message.values()))
+            .returning(*MESSAGE)
+            .cte("stored")
+        )
+        # The conversation's columns first, as get reads them, then the message's.
+        statement = select(
+            *counted.c, *(column.label(f"message_{column.key}") for column in stored.c)
+        ).select_from(counted.join(stored, true()))
         check = select(*(c.label(f"c{i}") for i, c in enumerate(conditions.values())))
         return cls(statement, check.where(OWNED), tuple(conditions))
 
-    def __call__(self, connection: Connection, params: dict[str, Any]) -> Row[Any]:
-        """The conversation, counted, in the connection's transaction; or raise the error
-        of the first condition that does not hold (or ConversationNotFound)."""
-        conversation = connection.execute(self.update, params).first()
-        if conversation is not None:
-            return conversation
+    def __call__(
+        self,
+        connection: Connection,
+        params: dict[str, Any],
+        *,
+        role: str,
+        content: str,
+        status: str = "complete",
+    ) -> tuple[StoredMessage, Row[Any]]:
+        """The message stored and its conversation, counted; or raise the error of the
+        first condition that does not hold (or ConversationNotFound)."""
+        stored = {"message_id": new_object_id(), "role": role, "content": content}
+        row = connection.execute(self.store, {**params, **stored, "status": status}).first()
+        if row is not None:
+            # The row dumps as the conversation: its own columns come first.
+            return StoredMessage._make(row[len(CONVERSATION) :]), row
         holds = connection.execute(self.check, params).first()
         if holds is None:
             raise ConversationNotFound()
@@ -204,42 +247,15 @@ class MessageCount:
         raise (failed or list(self.errors))[0]()
 
 
-INSERT_MESSAGE = insert(Message).returning(*MESSAGE)
 COUNT_APPENDED = MessageCount.unless(
     {ConversationFull: Conversation.message_count < bindparam("max_messages")}
 )
 
 
-def insert_message(
-    connection: Connection,
-    conversation: Row[Any],
-    *,
-    role: str,
-    content: str,
-    status: str = "complete",
-) -> Row[Any]:
-    """Insert a message counted on `conversation` by a MessageCount, at its change time."""
-    return connection.execute(
-        INSERT_MESSAGE,
-        {
-            "org_id": conversation.org_id,
-            "id": new_object_id(),
-            "conversation_id": conversation.id,
-            "user_id": conversation.user_id,
-            "role": role,
-            "content": content,
-            "status": status,
-            "created_at": conversation.updated_at,
-        },
-    ).one()
-
-
 def append_message(
     caller: Caller, conversation_id: str, *, content: str, max_messages: int
-) -> tuple[Row[Any], Row[Any]]:
+) -> tuple[StoredMessage, Row[Any]]:
     """Add the caller's message and update the conversation's count and times, atomically."""
     params = {**owner(caller, conversation_id), "max_messages": max_messages}
-    with transaction() as connection:
-        conversation = COUNT_APPENDED(connection, params)
-        message = insert_message(connection, conversation, role="user", content=content)
-    return message, conversation
+    with one_statement() as connection:
+        return COUNT_APPENDED(connection, params, role="user", content=content)
