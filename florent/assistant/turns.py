@@ -13,7 +13,7 @@ from sqlalchemy import Interval, Row, Select, String, bindparam, case, func, sel
 
 from ..auth import Caller
 from ..config import Settings
-from ..conversations.messages import MESSAGE, MessageCount, StoredMessage
+from ..conversations.messages import MESSAGE, JoinedMessage, MessageCount
 from ..conversations.schemas import TITLE_MAX_LENGTH
 from ..conversations.service import (
     CALLERS,
@@ -84,7 +84,7 @@ class Limits:
 class Turn:
     """The person's stored message, and the conversation's reply slot held for Florent."""
 
-    message: StoredMessage
+    message: JoinedMessage
     conversation: Row[Any]
     # The newest messages that fit the history budget, oldest first, ending with `message`.
     history: list[Row[Any]]
@@ -208,7 +208,7 @@ def finish_turn(
     reply_started_at: datetime,
     content: str,
     status: str = "complete",
-) -> tuple[StoredMessage, Row[Any]]:
+) -> tuple[JoinedMessage, Row[Any]]:
     """Store Florent's reply (complete, or stopped) and free the reply slot, atomically.
 
     Raises ConversationNotFound when the conversation was deleted during the turn (or

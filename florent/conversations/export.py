@@ -16,8 +16,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
-from typing import NamedTuple
 
 import orjson
 from flask import current_app
@@ -26,7 +24,7 @@ from sqlalchemy import Result, bindparam, func, select
 from ..auth import Caller
 from ..extensions import db
 from ..models import Conversation, Message
-from .messages import MESSAGE
+from .messages import MESSAGE, JoinedMessage
 from .schemas import dump_conversation, dump_message
 from .service import CALLERS, CONVERSATION, caller_params
 
@@ -52,17 +50,6 @@ class TooManyExports(Exception):
 EXTENSION = "florent.exports"
 # Held until the export's transaction ends, and released with it.
 CALLERS_EXPORT = select(func.pg_try_advisory_xact_lock(func.hashtextextended(bindparam("lock"), 0)))
-
-
-class ExportedMessage(NamedTuple):
-    """A message of the export, read by position after the conversation's own columns."""
-
-    id: str
-    conversation_id: str
-    role: str
-    content: str
-    status: str
-    created_at: datetime
 
 
 # A row per message, the conversation's columns first (a single row, without message,
@@ -159,7 +146,7 @@ def _lines(rows: Result, finish: Callable[[], None]) -> Iterator[bytes]:
             elif row.message_id is not None:
                 out += b","
             if row.message_id is not None:
-                message = ExportedMessage._make(row[len(CONVERSATION) :])
+                message = JoinedMessage._make(row[len(CONVERSATION) :])
                 out += orjson.dumps(dump_message(message))
             if len(out) >= CHUNK_BYTES:
                 yield bytes(out)

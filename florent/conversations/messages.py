@@ -160,8 +160,9 @@ def _page_of(found: list[MessageRow], limit: int) -> Page:
 # -- Storing a message ---------------------------------------------------------------
 
 
-class StoredMessage(NamedTuple):
-    """A message just stored, read by position after its conversation's columns."""
+class JoinedMessage(NamedTuple):
+    """A message's MESSAGE columns, read by position after its conversation's own in a
+    joined row."""
 
     id: str
     conversation_id: str
@@ -232,14 +233,14 @@ class MessageCount:
         role: str,
         content: str,
         status: str = "complete",
-    ) -> tuple[StoredMessage, Row[Any]]:
+    ) -> tuple[JoinedMessage, Row[Any]]:
         """The message stored and its conversation, counted; or raise the error of the
         first condition that does not hold (or ConversationNotFound)."""
         stored = {"message_id": new_object_id(), "role": role, "content": content}
         row = connection.execute(self.store, {**params, **stored, "status": status}).first()
         if row is not None:
             # The row dumps as the conversation: its own columns come first.
-            return StoredMessage._make(row[len(CONVERSATION) :]), row
+            return JoinedMessage._make(row[len(CONVERSATION) :]), row
         holds = connection.execute(self.check, params).first()
         if holds is None:
             raise ConversationNotFound()
@@ -254,7 +255,7 @@ COUNT_APPENDED = MessageCount.unless(
 
 def append_message(
     caller: Caller, conversation_id: str, *, content: str, max_messages: int
-) -> tuple[StoredMessage, Row[Any]]:
+) -> tuple[JoinedMessage, Row[Any]]:
     """Add the caller's message and update the conversation's count and times, atomically."""
     params = {**owner(caller, conversation_id), "max_messages": max_messages}
     with one_statement() as connection:
