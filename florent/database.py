@@ -4,8 +4,10 @@ and to recover by itself."""
 from __future__ import annotations
 
 import select
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 from flask import Flask
@@ -110,6 +112,16 @@ def _session_connection(isolation_level: str) -> Iterator[Connection]:
         db.session.close()
 
 
+@cache
+def _unpatched_poll() -> type:
+    """select.poll as the standard library has it. Under gevent's patching, select.poll
+    waits for gevent's hub to come round even with a zero timeout; `is_dead` never
+    waits, so it needs no cooperation, only the answer."""
+    if "gevent.monkey" in sys.modules:
+        return sys.modules["gevent.monkey"].get_original("select", "poll")
+    return select.poll
+
+
 def init_database(app: Flask) -> None:
     """Discard dead connections as they leave the pool (call after db.init_app)."""
     with app.app_context():
@@ -135,6 +147,6 @@ def is_dead(connection: PsycopgConnection) -> bool:
         return True
     if connection.info.transaction_status != TransactionStatus.IDLE:
         return True
-    poller = select.poll()  # not select(): it fails on descriptors above 1023
+    poller = _unpatched_poll()()  # not select(): it fails on descriptors above 1023
     poller.register(connection.fileno(), select.POLLIN)
     return bool(poller.poll(0))
