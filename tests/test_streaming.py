@@ -310,6 +310,25 @@ def upgrade(service, path: str) -> tuple[int, bytes]:
     return int(head.split()[1]), body
 
 
+def test_the_socket_declines_compression(service, alice_token):
+    conversation_id = create(service, alice_token)
+    grant = ticket(service, alice_token, conversation_id)
+    host = service.url.removeprefix("http://")
+    with socket.create_connection(host.split(":")) as conn:  # type: ignore[arg-type]
+        conn.sendall(
+            f"GET {URL}/{conversation_id}/ws?ticket={grant['ticket']} HTTP/1.1\r\n"
+            f"Host: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n".encode()
+        )
+        conn.settimeout(10)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += conn.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert b"sec-websocket-extensions" not in head.lower()
+
+
 def test_every_bad_ticket_is_refused_before_the_upgrade(app, service, alice_token, make_token):
     conversation_id = create(service, alice_token)
     other_conversation = create(service, alice_token)

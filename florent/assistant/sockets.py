@@ -136,6 +136,9 @@ def admit_with_ticket() -> None:
     g.caller = caller
     if caller.impersonating:  # the socket is the minting key's, acting for the person
         audit.record_now(impersonation_event(caller))
+    # No permessage-deflate, which simple-websocket accepts whenever offered: frames are
+    # small deltas, and each socket's compressors cost memory and every frame CPU.
+    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
     for server in ("gunicorn.socket", "werkzeug.socket"):  # where simple-websocket looks
         if server in request.environ:
             request.environ[server] = WholeFrames(request.environ[server])
