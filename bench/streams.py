@@ -91,14 +91,21 @@ async def sse_turn(port: int, person: Person) -> None:
 
 
 async def socket_turn(port: int, person: Person) -> None:
-    ticket = await asyncio.to_thread(
-        requests.post,
-        f"http://127.0.0.1:{port}{API}/{person.conversation_id}/ws-ticket",
-        headers={"Authorization": f"Bearer {person.token}"},
-        timeout=30,
+    # The ticket over a raw connection too: the client must stay light beside the service.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST {API}/{person.conversation_id}/ws-ticket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {person.token}\r\nContent-Length: 0\r\n"
+        "Connection: close\r\n\r\n".encode()
     )
-    grant = ticket.json()
-    async with websockets.connect(f"{grant['wsUrl']}?ticket={grant['ticket']}") as ws:
+    response = await reader.read()
+    writer.close()
+    if b" 201 " not in response.split(b"\r\n", 1)[0]:
+        person.end = response.split(b"\r\n", 1)[0].decode()
+        return
+    grant = orjson.loads(response.split(b"\r\n\r\n", 1)[1])
+    url = f"{grant['wsUrl']}?ticket={grant['ticket']}"
+    async with websockets.connect(url) as ws:
         await ws.send(orjson.dumps({"type": "message", "content": "Hello Florent"}).decode())
         person.sent = time.time()
         async for raw in ws:
