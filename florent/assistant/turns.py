@@ -13,7 +13,7 @@ from sqlalchemy import Interval, Row, Select, String, bindparam, case, func, sel
 
 from ..auth import Caller
 from ..config import Settings
-from ..conversations.messages import MESSAGE, JoinedMessage, MessageCount
+from ..conversations.messages import MESSAGE, JoinedMessage, StoreMessage
 from ..conversations.schemas import TITLE_MAX_LENGTH
 from ..conversations.service import (
     CALLERS,
@@ -111,7 +111,7 @@ UNTITLED = (
     & (Conversation.title == DEFAULT_TITLE)
     & (Conversation.updated_at == Conversation.created_at)
 )
-COUNT_TURN = MessageCount.unless(
+STORE_TURN = StoreMessage.unless(
     {
         TooManyReplies: REPLYING < bindparam("max_replies"),  # noqa: SIM300 (a subquery)
         ReplyInProgress: Conversation.reply_started_at.is_(None)
@@ -122,7 +122,7 @@ COUNT_TURN = MessageCount.unless(
     reply_started_at=func.now(),
     title=case((UNTITLED, bindparam("derived_title", type_=String)), else_=Conversation.title),
 )
-COUNT_REPLY = MessageCount.unless(
+STORE_REPLY = StoreMessage.unless(
     {ConversationNotFound: Conversation.reply_started_at == bindparam("slot")},
     reply_started_at=None,
 )
@@ -196,7 +196,7 @@ def start_turn(caller: Caller, conversation_id: str, *, content: str, limits: Li
     }
     with transaction() as connection:
         connection.execute(LOCK_CALLER, params)
-        message, conversation = COUNT_TURN(connection, params, role="user", content=content)
+        message, conversation = STORE_TURN(connection, params, role="user", content=content)
         history = connection.execute(HISTORY, params).all()
     return Turn(message, conversation, list(history))
 
@@ -216,7 +216,7 @@ def finish_turn(
     """
     params = {**owner(caller, conversation_id), "slot": reply_started_at}
     with one_statement() as connection:
-        return COUNT_REPLY(connection, params, role="assistant", content=content, status=status)
+        return STORE_REPLY(connection, params, role="assistant", content=content, status=status)
 
 
 def abandon_turn(caller: Caller, conversation_id: str, reply_started_at: datetime) -> Row[Any]:

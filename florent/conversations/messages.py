@@ -173,7 +173,7 @@ class JoinedMessage(NamedTuple):
 
 
 @dataclass(frozen=True)
-class MessageCount:
+class StoreMessage:
     """Store a message and count it on its conversation, in one statement, if each
     condition holds. The UPDATE takes the conversation's row lock first, so concurrent
     writers queue behind each other (no lost count; one lock, so no deadlock), and the
@@ -188,7 +188,7 @@ class MessageCount:
     @classmethod
     def unless(
         cls, conditions: dict[type[Exception], ColumnElement[bool]], **also_set: Any
-    ) -> MessageCount:
+    ) -> StoreMessage:
         changed_at = next_change_time()
         counted = (
             update(Conversation)
@@ -248,7 +248,7 @@ class MessageCount:
         raise (failed or list(self.errors))[0]()
 
 
-COUNT_APPENDED = MessageCount.unless(
+STORE_APPENDED = StoreMessage.unless(
     {ConversationFull: Conversation.message_count < bindparam("max_messages")}
 )
 
@@ -259,4 +259,4 @@ def append_message(
     """Add the caller's message and update the conversation's count and times, atomically."""
     params = {**owner(caller, conversation_id), "max_messages": max_messages}
     with one_statement() as connection:
-        return COUNT_APPENDED(connection, params, role="user", content=content)
+        return STORE_APPENDED(connection, params, role="user", content=content)
