@@ -210,7 +210,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--transport", choices=("sse", "ws"), default="sse")
     parser.add_argument("--repo", type=Path, default=BENCH.parent)
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="serve the bare relay of baseline_app.py instead (server-sent events only)",
+    )
     args = parser.parse_args()
+    if args.baseline and args.transport != "sse":
+        parser.error("the baseline relays server-sent events only")
 
     repo, model_port, port = args.repo.resolve(), free_port(), free_port()
     model = subprocess.Popen(
@@ -231,9 +238,23 @@ def main() -> None:
         for n, conversation_id in enumerate(conversations)
     ]
     lister = key.sign("user_lister", "org_load", issuer=ISSUER)
-    service = gunicorn("wsgi:app", port, env, config=repo / "gunicorn.conf.py", cwd=repo)
+    config = repo / "gunicorn.conf.py"
+    if args.baseline:
+        service = gunicorn("baseline_app:app", port, env, config=config, cwd=BENCH)
+    else:
+        service = gunicorn("wsgi:app", port, env, config=config, cwd=repo)
     try:
-        wait_until_up(f"http://127.0.0.1:{port}/healthz")
+        wait_until_up(
+            f"http://127.0.0.1:{port}/" if args.baseline else f"http://127.0.0.1:{port}/healthz"
+        )
+        if args.baseline:  # no list, no database: the relay alone
+            sampler = Sampler(env["DATABASE_URL"], service)
+            sampler.start()
+            started = time.time()
+            uvloop.run(load(port, people, args.ramp, args.transport))
+            sampler.running = False
+            report(args, people, time.time() - started, [1.0], [1.0], sampler)
+            return
         list_url = f"http://127.0.0.1:{port}{API}?limit=30"
         idle = list_latencies(list_url, lister, 5)
         sampler = Sampler(env["DATABASE_URL"], service)
@@ -288,10 +309,11 @@ def report(args, people: list[Person], elapsed: float, idle, during, sampler: Sa
     print(f"all done in         {elapsed:.1f} s (target <= {budget:g})")
     print(f"PostgreSQL conns    {sampler.connections} at most (target <= 20)")
     print(f"service RSS         {sampler.rss / 2**20:.0f} MB at most (target < 768)")
-    print(
-        f"list p50            idle {idle_p50 * 1000:.1f} ms, under load {during_p50 * 1000:.1f} ms"
-        f" ({during_p50 / idle_p50:.1f}x, target <= 3x)"
-    )
+    if not args.baseline:
+        print(
+            f"list p50            idle {idle_p50 * 1000:.1f} ms, under load"
+            f" {during_p50 * 1000:.1f} ms ({during_p50 / idle_p50:.1f}x, target <= 3x)"
+        )
 
 
 if __name__ == "__main__":
