@@ -131,13 +131,24 @@ async def load(port: int, people: list[Person], ramp: float, transport: str) -> 
 
 
 class Sampler(threading.Thread):
-    """The most PostgreSQL connections and service memory seen, every 100 ms."""
+    """The most PostgreSQL connections and service memory seen, every 100 ms, and the CPU
+    time the service's processes spend while it runs."""
 
     def __init__(self, database_url: str, service: subprocess.Popen):
         super().__init__(daemon=True)
         self.database_url, self.service = database_url, service
         self.connections = self.rss = 0
         self.running = True
+        self.cpu_seconds = -self.service_cpu()
+
+    def service_cpu(self) -> float:
+        parent = psutil.Process(self.service.pid)
+        times = [p.cpu_times() for p in (parent, *parent.children(recursive=True))]
+        return sum(t.user + t.system for t in times)
+
+    def stop(self) -> None:
+        self.running = False
+        self.cpu_seconds += self.service_cpu()
 
     def run(self) -> None:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
@@ -252,7 +263,7 @@ def main() -> None:
             sampler.start()
             started = time.time()
             uvloop.run(load(port, people, args.ramp, args.transport))
-            sampler.running = False
+            sampler.stop()
             report(args, people, time.time() - started, [1.0], [1.0], sampler)
             return
         list_url = f"http://127.0.0.1:{port}{API}?limit=30"
@@ -271,7 +282,7 @@ def main() -> None:
         uvloop.run(load(port, people, args.ramp, args.transport))  # a light client
         elapsed = time.time() - started
         prober.join()
-        sampler.running = False
+        sampler.stop()
         report(args, people, elapsed, idle, during, sampler)
         print(
             f"/healthz with 50 slow clients: worst {healthz_with_slow_clients(port) * 1000:.1f} ms"
@@ -309,6 +320,10 @@ def report(args, people: list[Person], elapsed: float, idle, during, sampler: Sa
     print(f"all done in         {elapsed:.1f} s (target <= {budget:g})")
     print(f"PostgreSQL conns    {sampler.connections} at most (target <= 20)")
     print(f"service RSS         {sampler.rss / 2**20:.0f} MB at most (target < 768)")
+    print(
+        f"service CPU         {sampler.cpu_seconds:.1f} s during the load"
+        f" ({sampler.cpu_seconds / len(people) * 1000:.1f} ms a person)"
+    )
     if not args.baseline:
         print(
             f"list p50            idle {idle_p50 * 1000:.1f} ms, under load"
