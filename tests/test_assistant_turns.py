@@ -391,6 +391,30 @@ def test_a_caller_has_at_most_three_replies_in_progress(
     assert again.status_code == 201
 
 
+def test_turns_started_at_once_still_leave_at_most_three_replies(
+    florent, florent_server, chat, alice, model
+):
+    conversations = [create_conversation(chat, alice, title=f"C{n}")["_id"] for n in range(8)]
+    model.stall_after = 1
+    together = threading.Barrier(len(conversations))
+
+    def send(conversation_id: str) -> int:
+        together.wait()
+        return requests.post(
+            f"{florent_server}{messages_url(conversation_id)}",
+            json={"content": "hi"},
+            headers=alice,
+            timeout=20,
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=len(conversations)) as pool:
+        sent = [pool.submit(send, c) for c in conversations]
+        assert wait_until(lambda: sum(f.done() for f in sent) == 5, timeout=10)
+        model.release.set()
+        statuses = sorted(f.result() for f in sent)
+    assert statuses == [201] * 3 + [429] * 5
+
+
 def test_a_turn_needs_room_for_the_message_and_its_reply(florent_with, alice, model):
     app = florent_with(max_messages=5)
     client = app.test_client()
