@@ -177,9 +177,9 @@ def start_turn(caller: Caller, conversation_id: str, *, content: str, limits: Li
     Nothing is stored when the caller has too many replies in progress (TooManyReplies),
     when the slot is held by a live turn (ReplyInProgress), or when the conversation has
     no room for the message and its reply (ConversationFull). The UPDATE takes the row
-    lock first, as an append does, so two turns cannot both claim the slot. Three round
-    trips in the transaction: the caller's lock, the message counted and stored, the
-    history.
+    lock first, as an append does, so two turns cannot both claim the slot. Three
+    statements in the transaction: the caller's lock, the message counted and stored,
+    the history.
 
     A conversation that still has the default title and has never changed since it was
     created is titled from this, its first message; a title the person set, even
