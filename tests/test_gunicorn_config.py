@@ -3,7 +3,9 @@ socket per instance at most."""
 
 from __future__ import annotations
 
+import gc
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +48,14 @@ def test_bind_and_control_socket_come_from_the_environment(tmp_path):
     assert config["bind"] == "['127.0.0.1:9001']"
     assert (config["control_socket_disable"], config["control_socket"]) == ("False", socket)
     assert effective_config(GUNICORN_BIND="0.0.0.0:8080")["bind"] == "['0.0.0.0:8080']"
+
+
+def test_a_worker_moves_the_loaded_apps_objects_out_of_the_collectors_way(monkeypatch):
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # the config sets defaults in it
+    config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert gc.get_freeze_count() == 0
+    try:
+        config["post_worker_init"](worker=None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
