@@ -290,42 +290,39 @@ def test_stop_over_the_websocket(service, alice_token, model):
         ws.close()
 
 
-def upgrade(service, path: str) -> tuple[int, bytes]:
-    """A raw WebSocket upgrade request: the status and body the server answers with."""
+def upgrade(service, path: str, *headers: str) -> tuple[int, bytes, bytes]:
+    """A raw WebSocket upgrade request: the status, head and body the server answers with
+    (a refusal's JSON body, read whole; none after a 101)."""
     host = service.url.removeprefix("http://")
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        *headers,
+    ]
     with socket.create_connection(host.split(":")) as conn:  # type: ignore[arg-type]
-        conn.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
+        conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         conn.settimeout(10)
         raw = b""
-        while b"\r\n\r\n" not in raw or not raw.endswith(b"}"):
+        while b"\r\n\r\n" not in raw or not (raw.endswith(b"}") or b" 101 " in raw[:13]):
             chunk = conn.recv(4096)
             if not chunk:
                 break
             raw += chunk
     head, _, body = raw.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
+    return int(head.split()[1]), head, body
 
 
 def test_the_socket_declines_compression(service, alice_token):
     conversation_id = create(service, alice_token)
     grant = ticket(service, alice_token, conversation_id)
-    host = service.url.removeprefix("http://")
-    with socket.create_connection(host.split(":")) as conn:  # type: ignore[arg-type]
-        conn.sendall(
-            f"GET {URL}/{conversation_id}/ws?ticket={grant['ticket']} HTTP/1.1\r\n"
-            f"Host: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n".encode()
-        )
-        conn.settimeout(10)
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += conn.recv(4096)
-    assert head.startswith(b"HTTP/1.1 101 ")
+    path = f"{URL}/{conversation_id}/ws?ticket={grant['ticket']}"
+    offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"
+    status, head, _ = upgrade(service, path, offer)
+    assert status == 101
     assert b"sec-websocket-extensions" not in head.lower()
 
 
@@ -349,7 +346,7 @@ def test_every_bad_ticket_is_refused_before_the_upgrade(app, service, alice_toke
         f"?ticket={expired['ticket']}",
         f"?ticket={elsewhere['ticket']}",
     ):
-        status, body = upgrade(service, path + query)
+        status, _, body = upgrade(service, path + query)
         assert (status, orjson.loads(body)) == (401, {"error": "unauthorized"}), query
 
     bob = make_token("user_01BOB", "org_01ACME")
