@@ -249,25 +249,16 @@ def main() -> None:
         for n, conversation_id in enumerate(conversations)
     ]
     lister = key.sign("user_lister", "org_load", issuer=ISSUER)
-    config = repo / "gunicorn.conf.py"
-    if args.baseline:
-        service = gunicorn("baseline_app:app", port, env, config=config, cwd=BENCH)
-    else:
-        service = gunicorn("wsgi:app", port, env, config=config, cwd=repo)
+    # The bare relay answers no list and has no /healthz: the relay alone is measured.
+    app, cwd, up = (
+        ("baseline_app:app", BENCH, "/") if args.baseline else ("wsgi:app", repo, "/healthz")
+    )
+    service = gunicorn(app, port, env, config=repo / "gunicorn.conf.py", cwd=cwd)
+    probing = not args.baseline
     try:
-        wait_until_up(
-            f"http://127.0.0.1:{port}/" if args.baseline else f"http://127.0.0.1:{port}/healthz"
-        )
-        if args.baseline:  # no list, no database: the relay alone
-            sampler = Sampler(env["DATABASE_URL"], service)
-            sampler.start()
-            started = time.time()
-            uvloop.run(load(port, people, args.ramp, args.transport))
-            sampler.stop()
-            report(args, people, time.time() - started, [1.0], [1.0], sampler)
-            return
+        wait_until_up(f"http://127.0.0.1:{port}{up}")
         list_url = f"http://127.0.0.1:{port}{API}?limit=30"
-        idle = list_latencies(list_url, lister, 5)
+        idle = list_latencies(list_url, lister, 5) if probing else []
         sampler = Sampler(env["DATABASE_URL"], service)
         sampler.start()
         during: list[float] = []
@@ -277,17 +268,20 @@ def main() -> None:
                 list_latencies(list_url, lister, args.ramp + reply_seconds)
             )
         )
-        prober.start()
+        if probing:
+            prober.start()
         started = time.time()
         uvloop.run(load(port, people, args.ramp, args.transport))  # a light client
         elapsed = time.time() - started
-        prober.join()
+        if probing:
+            prober.join()
         sampler.stop()
         report(args, people, elapsed, idle, during, sampler)
-        print(
-            f"/healthz with 50 slow clients: worst {healthz_with_slow_clients(port) * 1000:.1f} ms"
-            " (target <= 100)"
-        )
+        if probing:
+            print(
+                "/healthz with 50 slow clients: worst"
+                f" {healthz_with_slow_clients(port) * 1000:.1f} ms (target <= 100)"
+            )
     finally:
         service.terminate()
         service.wait()
@@ -303,7 +297,6 @@ def report(args, people: list[Person], elapsed: float, idle, during, sampler: Sa
     ends: dict[str, int] = {}
     for person in people:
         ends[person.end] = ends.get(person.end, 0) + 1
-    idle_p50, during_p50 = statistics.median(idle), statistics.median(during)
     print(
         f"transport {args.transport}: {args.people} people over {args.ramp:g} s, "
         f"{args.tokens} pieces at {args.rate:g}/s"
@@ -324,7 +317,8 @@ def report(args, people: list[Person], elapsed: float, idle, during, sampler: Sa
         f"service CPU         {sampler.cpu_seconds:.1f} s during the load"
         f" ({sampler.cpu_seconds / len(people) * 1000:.1f} ms a person)"
     )
-    if not args.baseline:
+    if idle and during:
+        idle_p50, during_p50 = statistics.median(idle), statistics.median(during)
         print(
             f"list p50            idle {idle_p50 * 1000:.1f} ms, under load"
             f" {during_p50 * 1000:.1f} ms ({during_p50 / idle_p50:.1f}x, target <= 3x)"
