@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import select
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from typing import Any
@@ -113,7 +113,7 @@ def _session_connection(isolation_level: str) -> Iterator[Connection]:
 
 
 @cache
-def _unpatched_poll() -> type:
+def _unpatched_poll() -> Callable[[], Any]:
     """select.poll as the standard library has it. Under gevent's patching, select.poll
     waits for gevent's hub to come round even with a zero timeout; `is_dead` never
     waits, so it needs no cooperation, only the answer."""
