@@ -22,7 +22,8 @@ STALL_LIMIT_S = 15.0
 
 
 class FakeModelServer:
-    """Streams `reply` piece by piece. Told to, it waits `delay` before each piece,
+    """Streams `reply` piece by piece, in chunks (or, told `chunked = False`, in a body that
+    ends when the connection closes). Told to, it waits `delay` before each piece,
     stalls after `stall_after` pieces (until `release` is set), drops the connection
     after `drop_after` pieces, ends the body cleanly without finishing after
     `end_after` pieces, sends an error event after `error_after` pieces, answers
@@ -72,7 +73,11 @@ class FakeModelServer:
             def _stream(self, model: str) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-                self.send_header("Transfer-Encoding", "chunked")
+                if outer.chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                else:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
                 self.end_headers()
                 self._event(chunk(model, {"role": "assistant", "content": ""}))
                 for index, piece in enumerate(outer.reply):
@@ -104,7 +109,11 @@ class FakeModelServer:
                 self._write_chunk(raw[middle:])
 
             def _write_chunk(self, raw: bytes) -> None:
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(raw), raw))
+                if outer.chunked:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(raw), raw))
+                else:  # the body ends when the handler returns and the connection closes
+                    self.wfile.write(raw)
+                    self.wfile.flush()
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -130,6 +139,7 @@ class FakeModelServer:
         self.error_after: int | None = None
         self.status = 200
         self.whole_completion = False
+        self.chunked = True
 
     @property
     def last_messages(self) -> list[dict[str, str]]:

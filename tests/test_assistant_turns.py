@@ -25,7 +25,7 @@ from florent.models import Conversation, Message
 
 from .conftest import dispose_engines, free_port, make_settings, recorded_statements
 from .factories import URL, create_conversation
-from .fake_model_server import COMPLETIONS_PATH
+from .fake_model_server import COMPLETIONS_PATH, STALL_LIMIT_S
 
 STREAM = {"Accept": "text/event-stream"}
 API_KEY = "sk-test-florent"
@@ -217,6 +217,24 @@ def test_streamed_turn_sends_message_deltas_then_done(florent, chat, alice, mode
         validate(document, ref(schema), data)
     _, messages = stored(florent, conversation["_id"])
     assert messages == [("user", "Salut"), ("assistant", "Bonjour 😀 é")]
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+def test_each_piece_is_relayed_as_it_arrives_chunked_or_not(florent, chat, alice, model, chunked):
+    conversation = create_conversation(chat, alice, title="Pieces")
+    model.chunked = chunked
+    model.stall_after = 2  # the model says two pieces, then waits to be released
+
+    started = time.monotonic()
+    _, events = stream_turn(chat, alice, conversation["_id"], "Hi")
+    first = [next(events) for _ in range(3)]
+
+    # Relayed while the model still waits, not when its body ends.
+    assert time.monotonic() - started < STALL_LIMIT_S / 2
+    assert first[1:] == [("delta", {"text": "Hello"}), ("delta", {"text": ", I am "})]
+    model.release.set()
+    assert [name for name, _ in events] == ["delta", "delta", "done"]
+    assert stored(florent, conversation["_id"])[1][-1] == ("assistant", "Hello, I am Florent.")
 
 
 def test_a_model_server_that_ignores_stream_true_still_replies(florent, chat, alice, model):

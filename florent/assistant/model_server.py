@@ -160,8 +160,12 @@ class ModelStream:
             yield _completion_text(response.read())
             return
         length, finished = 0, False
-        # read1: each piece as soon as it arrives, chunked or not.
-        chunks = iter(lambda: response.read1(READ_SIZE), b"")
+        # Each piece as soon as it arrives: urllib3's own chunk reader for a chunked body
+        # (the cheaper), read1 for one that is not.
+        if response.chunked and response.supports_chunked_reads():
+            chunks = response.read_chunked()
+        else:
+            chunks = iter(lambda: response.read1(READ_SIZE), b"")
         lines = self.server.until(deadline, sse_lines(chunks))
         for data in sse_data(lines):
             if data == "[DONE]" or self._cancelled:
