@@ -117,13 +117,36 @@ def domain_errors() -> dict[type[Exception], Callable[[Any], ApiError]]:
     }
 
 
-def as_api_error(error: Exception) -> ApiError | None:
-    """What a client sees of a domain error (None: it is not one), for a channel that has
-    no error handlers of its own (the WebSocket)."""
+def as_api_error(error: Exception) -> ApiError:
+    """What a client sees of any error, for a channel that has no error handlers of its
+    own (the WebSocket, where an error that escapes would be answered in HTTP on a socket
+    that no longer speaks it)."""
     if isinstance(error, ApiError):
         return error
+    if isinstance(error, DBAPIError | PoolTimeoutError):
+        return database_error(error)
     to_api_error = domain_errors().get(type(error))
-    return to_api_error(error) if to_api_error else None
+    if to_api_error is None:
+        log.exception("unhandled error")
+        return ApiError(500, "internal_error")
+    return to_api_error(error)
+
+
+def database_error(error: DBAPIError | PoolTimeoutError) -> ApiError:
+    """What a client sees when the database fails a request."""
+    if isinstance(error, PoolTimeoutError):
+        # Every connection is busy (PostgreSQL saturated or slow): shed load, fast.
+        log.error("database connection pool exhausted")
+        return unavailable()
+    sqlstate = getattr(error.orig, "sqlstate", None) or ""
+    if sqlstate.startswith(DATA_EXCEPTION_CLASS):
+        log.warning("data exception reached the database: %s", sqlstate)
+        return ApiError(400, "invalid_body", [issue([], "invalid_value", "A value is not valid.")])
+    if isinstance(error, OperationalError) or error.connection_invalidated:
+        log.error("database unavailable: %s", error.orig.__class__.__name__)
+        return unavailable()
+    log.exception("database error")
+    return ApiError(500, "internal_error")
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -148,25 +171,10 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(ApiError(status, code, headers=headers))
 
     @app.errorhandler(DBAPIError)
-    def handle_database_error(error: DBAPIError) -> Response:
-        db.session.rollback()
-        sqlstate = getattr(error.orig, "sqlstate", None) or ""
-        if sqlstate.startswith(DATA_EXCEPTION_CLASS):
-            log.warning("data exception reached the database: %s", sqlstate)
-            return error_response(
-                ApiError(400, "invalid_body", [issue([], "invalid_value", "A value is not valid.")])
-            )
-        if isinstance(error, OperationalError) or error.connection_invalidated:
-            log.error("database unavailable: %s", error.orig.__class__.__name__)
-            return error_response(unavailable())
-        log.exception("database error")
-        return error_response(ApiError(500, "internal_error"))
-
     @app.errorhandler(PoolTimeoutError)
-    def handle_pool_timeout(error: PoolTimeoutError) -> Response:
-        # Every connection is busy (PostgreSQL saturated or slow): shed load, fast.
-        log.error("database connection pool exhausted")
-        return error_response(unavailable())
+    def handle_database_error(error: DBAPIError | PoolTimeoutError) -> Response:
+        db.session.rollback()
+        return error_response(database_error(error))
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception) -> Response | HTTPException:

@@ -290,6 +290,29 @@ def test_stop_over_the_websocket(service, alice_token, model):
         ws.close()
 
 
+def test_a_database_that_fails_a_frame_is_an_error_frame_and_the_socket_stays_open(
+    app, service, alice_token, model
+):
+    conversation_id = create(service, alice_token)
+    ws = open_socket(ticket(service, alice_token, conversation_id))
+    try:
+        # The test holds the conversation's row: the turn's statement waits for it past
+        # the statement timeout, which PostgreSQL answers with an error.
+        with app.app_context(), db.engine.connect() as holder:
+            holder.execute(
+                text("SELECT 1 FROM conversations WHERE id = :id FOR UPDATE"),
+                {"id": conversation_id},
+            )
+            ws.send(orjson.dumps({"type": "message", "content": "Hi"}).decode())
+            failed = frames(ws, {"error", "done"})
+        assert failed == [{"type": "error", "error": "service_unavailable"}]
+
+        ws.send(orjson.dumps({"type": "message", "content": "Again"}).decode())
+        assert [f["type"] for f in frames(ws, {"done", "error"})][-1] == "done"
+    finally:
+        ws.close()
+
+
 def upgrade(service, path: str, *headers: str) -> tuple[int, bytes, bytes]:
     """A raw WebSocket upgrade request: the status, head and body the server answers with
     (a refusal's JSON body, read whole; none after a 101)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import logging
 import secrets
 import threading
 import time
@@ -36,9 +35,7 @@ from ..validation import load, parse_json
 from . import assistant, turns
 from .reply import HEARTBEAT, Reply
 from .schemas import dump_reply_delta, dump_reply_stopped
-from .turns import AssistantUnavailable
 
-log = logging.getLogger(__name__)
 bp = Blueprint("socket", __name__, url_prefix="/api/florent/conversations")
 
 TICKET_SECONDS = 60
@@ -208,11 +205,10 @@ class ConversationSocket:
                 self.stop()
             else:
                 self.start_turn(load(message_create_schema, data)["content"])
+        except ConnectionClosed:
+            raise
         except Exception as error:
-            api_error = as_api_error(error)
-            if api_error is None:
-                raise
-            self.send({"type": "error", **api_error.body()})
+            self.send({"type": "error", **as_api_error(error).body()})
 
     def stop(self) -> None:
         florent = assistant()
@@ -261,11 +257,8 @@ class ConversationSocket:
             self.send({"type": kind, **ended})
         except ConnectionClosed:
             pass  # the person left: as on a stream, no partial reply is kept
-        except (AssistantUnavailable, ConversationNotFound) as error:
+        except Exception as error:
             self.send({"type": "error", "error": as_api_error(error).code})
-        except Exception:
-            log.exception("socket reply failed")
-            self.send({"type": "error", "error": "internal_error"})
         finally:
             reply.close()
 
