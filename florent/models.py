@@ -83,13 +83,14 @@ class Conversation(db.Model):
         CheckConstraint(OBJECT_ID_CHECK, name="id_is_object_id"),
         CheckConstraint("char_length(title) BETWEEN 1 AND 120", name="title_length"),
         CheckConstraint("message_count >= 0", name="message_count_not_negative"),
-        # "This caller's conversations, most recently updated first", keyset-paginated.
+        # "This caller's conversations, most recently updated first", keyset-paginated,
+        # in an order of their own (NULLS LAST: conversations/service.py, NEWEST_FIRST).
         Index(
             "ix_conversations_owner_recent",
             "org_id",
             "user_id",
-            text("updated_at DESC"),
-            text("id DESC"),
+            text("updated_at DESC NULLS LAST"),
+            text("id DESC NULLS LAST"),
         ),
         # Everyone's conversations, most recently updated first (the admin's list), and by
         # id, which starts with the creation second (the admin's sort by creation).

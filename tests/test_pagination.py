@@ -200,3 +200,29 @@ def walk_to_page(client, caller, pages: int) -> str:
         query = "?limit=100" + (f"&cursor={cursor}" if cursor else "")
         cursor = client.get(URL + query, headers=caller).get_json()["nextCursor"]
     return f"{URL}?limit=30&cursor={cursor}"
+
+
+@pytest.mark.slow  # a large data set
+def test_a_caller_who_owns_most_of_the_table_still_reads_their_page_along_their_index(
+    app, client, alice
+):
+    """The planner cannot know that someone else holds the newest rows: walking everyone's
+    conversations by last update would pass all of those before the caller's first."""
+    insert_conversations(app, 20_000, same_updated_at=False)
+    with app.app_context():
+        db.session.execute(
+            text(
+                "INSERT INTO conversations (id, org_id, user_id, title, model) "
+                "SELECT lpad(to_hex(n + 100000), 24, '0'), :org, 'user_newest', 't', 'm' "
+                "FROM generate_series(1, 2000) AS n"
+            ),
+            {"org": ALICE.org_id},
+        )
+        db.session.commit()
+        db.session.execute(text("ANALYZE conversations"))
+        db.session.commit()
+
+    (plan,) = explain_request(app, client, alice, URL + "?limit=30")
+
+    assert "Index Scan using ix_conversations_owner_recent" in plan, plan
+    assert "Sort" not in plan, plan

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, delete, func, select
 from ..auth import Caller
 from ..database import one_statement
 from ..models import Conversation, IdempotencyKey
-from .service import CALLERS
+from .service import CALLERS, NEWEST_FIRST
 
 # A batch is at most this many conversations, and stops before this many of their
 # messages (at least one conversation a batch, whatever it holds).
@@ -25,14 +25,12 @@ _NEXT = (
     select(
         Conversation.id,
         (
-            func.sum(Conversation.message_count).over(
-                order_by=(Conversation.updated_at.desc(), Conversation.id.desc())
-            )
+            func.sum(Conversation.message_count).over(order_by=NEWEST_FIRST)
             - Conversation.message_count
         ).label("messages_before"),
     )
     .where(CALLERS)
-    .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+    .order_by(*NEWEST_FIRST)
     .limit(bindparam("batch_conversations"))
     .subquery("next")
 )

@@ -26,7 +26,7 @@ from ..extensions import db
 from ..models import Conversation, Message
 from .messages import MESSAGE, JoinedMessage
 from .schemas import dump_conversation, dump_message
-from .service import CALLERS, CONVERSATION, caller_params
+from .service import CALLERS, CONVERSATION, NEWEST_FIRST, caller_params
 
 # Rows fetched from the server-side cursor at a time, and bytes sent at a time.
 BATCH_ROWS = 500
@@ -64,9 +64,7 @@ EXPORT = (
         (Message.org_id == Conversation.org_id) & (Message.conversation_id == Conversation.id),
     )
     .where(CALLERS)
-    .order_by(
-        Conversation.updated_at.desc(), Conversation.id.desc(), Message.created_at, Message.id
-    )
+    .order_by(*NEWEST_FIRST, Message.created_at, Message.id)
 )
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import REGCONFIG, TSQUERY
 from ..auth import Caller
 from ..models import Conversation, Message
 from .cursors import Position
-from .service import CALLERS, CONVERSATION, Page, caller_params, recent_page
+from .service import CALLERS, CONVERSATION, NEWEST_FIRST, Page, caller_params, recent_page
 
 SNIPPET_MAX_LENGTH = 200
 CONFIGURATION = literal("florent_search", REGCONFIG)
@@ -65,7 +65,7 @@ def _page(*, after: bool) -> Subquery:
     page = (
         select(*CONVERSATION, title_matches.label("in_title"))
         .where(CALLERS, or_(title_matches, Conversation.id.in_(_WITH_MESSAGE)))
-        .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+        .order_by(*NEWEST_FIRST)
         .limit(bindparam("limit"))
     )
     if after:

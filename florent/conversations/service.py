@@ -59,6 +59,15 @@ CALLERS = (Conversation.org_id == bindparam("caller_org")) & (
 )
 # The conversation :conversation_id, if the caller owns it.
 OWNED = (Conversation.id == bindparam("conversation_id")) & CALLERS
+# The caller's conversations, most recently updated first. NULLS LAST, though neither
+# column is ever null: only ix_conversations_owner_recent has this order, so the planner
+# cannot walk everyone's conversations by last update (the admin's index) for one
+# caller's page, past every newer conversation of other people, as it did for a caller
+# who owns most of the table.
+NEWEST_FIRST = (
+    Conversation.updated_at.desc().nulls_last(),
+    Conversation.id.desc().nulls_last(),
+)
 
 
 def caller_params(caller: Caller) -> dict[str, str]:
@@ -87,10 +96,7 @@ def next_change_time() -> ColumnElement[datetime]:
 
 INSERT_CONVERSATION = insert(Conversation).returning(*CONVERSATION)
 CALLERS_RECENT = (
-    select(*CONVERSATION)
-    .where(CALLERS)
-    .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
-    .limit(bindparam("limit"))
+    select(*CONVERSATION).where(CALLERS).order_by(*NEWEST_FIRST).limit(bindparam("limit"))
 )
 CALLERS_AFTER = CALLERS_RECENT.where(
     tuple_(Conversation.updated_at, Conversation.id)
