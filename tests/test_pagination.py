@@ -166,20 +166,27 @@ def explain(app, sql: str, params) -> str:
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
-@pytest.mark.slow  # a large data set
-def test_a_page_is_an_index_scan_without_a_sort_at_any_depth(app, client, alice):
-    insert_conversations(app, 20_000, same_updated_at=False)
+def insert_others(app, count: int, *, org: str, user: str) -> None:
+    """`count` conversations newer than Alice's, of the organization and person that the
+    SQL expressions `org` and `user` (of n, 1 to count) name; then fresh statistics."""
     with app.app_context():
         db.session.execute(
             text(
                 "INSERT INTO conversations (id, org_id, user_id, title, model) "
-                "SELECT lpad(to_hex(n + 100000), 24, '0'), 'org_' || (n % 50), 'user_' || n, 't', 'm' "
-                "FROM generate_series(1, 20000) AS n"
-            )
+                f"SELECT lpad(to_hex(n + 100000), 24, '0'), {org}, {user}, 't', 'm' "
+                "FROM generate_series(1, :count) AS n"
+            ),
+            {"count": count},
         )
         db.session.commit()
         db.session.execute(text("ANALYZE conversations"))
         db.session.commit()
+
+
+@pytest.mark.slow  # a large data set
+def test_a_page_is_an_index_scan_without_a_sort_at_any_depth(app, client, alice):
+    insert_conversations(app, 20_000, same_updated_at=False)
+    insert_others(app, 20_000, org="'org_' || (n % 50)", user="'user_' || n")
 
     first = client.get(URL + "?limit=30", headers=alice).get_json()
     deep = walk_to_page(client, alice, 40)  # 4,000 rows deep, within the rate limit
@@ -209,18 +216,7 @@ def test_a_caller_who_owns_most_of_the_table_still_reads_their_page_along_their_
     """The planner cannot know that someone else holds the newest rows: walking everyone's
     conversations by last update would pass all of those before the caller's first."""
     insert_conversations(app, 20_000, same_updated_at=False)
-    with app.app_context():
-        db.session.execute(
-            text(
-                "INSERT INTO conversations (id, org_id, user_id, title, model) "
-                "SELECT lpad(to_hex(n + 100000), 24, '0'), :org, 'user_newest', 't', 'm' "
-                "FROM generate_series(1, 2000) AS n"
-            ),
-            {"org": ALICE.org_id},
-        )
-        db.session.commit()
-        db.session.execute(text("ANALYZE conversations"))
-        db.session.commit()
+    insert_others(app, 2_000, org=f"'{ALICE.org_id}'", user="'user_newest'")
 
     (plan,) = explain_request(app, client, alice, URL + "?limit=30")
 
