@@ -100,10 +100,12 @@ async def socket_turn(port: int, person: Person) -> None:
     )
     response = await reader.read()
     writer.close()
-    if b" 201 " not in response.split(b"\r\n", 1)[0]:
-        person.end = response.split(b"\r\n", 1)[0].decode()
+    head, _, body = response.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0]
+    if b" 201 " not in status:
+        person.end = status.decode()
         return
-    grant = orjson.loads(response.split(b"\r\n\r\n", 1)[1])
+    grant = orjson.loads(body)
     url = f"{grant['wsUrl']}?ticket={grant['ticket']}"
     async with websockets.connect(url) as ws:
         await ws.send(orjson.dumps({"type": "message", "content": "Hello Florent"}).decode())
