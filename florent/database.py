@@ -63,19 +63,19 @@ def connect_args(settings: Settings) -> dict[str, Any]:
 
 @contextmanager
 def one_statement() -> Iterator[Connection]:
-    """The session's connection in autocommit, for a use case that is a single statement.
+    """A pooled connection in autocommit, for a use case that is a single statement.
 
     A single statement is atomic on its own: it needs no BEGIN and COMMIT, which are two
-    round trips to PostgreSQL out of three. The connection goes back to the pool after.
-    With an audit event to write (a request made through impersonation), it is two
-    statements, and a transaction.
+    round trips to PostgreSQL out of three, nor the session's bookkeeping of a unit of
+    work. The connection goes back to the pool after. With an audit event to write (a
+    request made through impersonation), it is two statements, and a transaction.
     """
     if audit.pending() is not None:
         with transaction() as connection:
             yield connection
         return
-    with _session_connection("AUTOCOMMIT") as connection:
-        yield connection
+    with db.engine.connect() as connection:
+        yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
 @contextmanager
@@ -99,17 +99,6 @@ def transaction() -> Iterator[Connection]:
         if event is not None:
             audit.expect(event)  # rolled back with the change: the request still happened
         raise
-
-
-@contextmanager
-def _session_connection(isolation_level: str) -> Iterator[Connection]:
-    connection = db.session.connection(execution_options={"isolation_level": isolation_level})
-    try:
-        yield connection
-    finally:
-        # Ends the transaction, if any (nothing is written), and hands the connection
-        # back to the pool with its usual isolation level.
-        db.session.close()
 
 
 @cache
