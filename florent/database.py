@@ -80,22 +80,20 @@ def one_statement() -> Iterator[Connection]:
 
 @contextmanager
 def transaction() -> Iterator[Connection]:
-    """The session's connection in a transaction, for a use case of several statements:
+    """A pooled connection in a transaction, for a use case of several statements:
     committed when the block ends, rolled back if it raises.
 
     The request's pending audit event, if any, is written in it: the change and its
     record stand or fall together (florent/audit.py).
     """
-    connection = db.session.connection()
     event = audit.pending()
     try:
-        if event is not None:
-            audit.record(event, connection)
-            audit.written()
-        yield connection
-        db.session.commit()
+        with db.engine.begin() as connection:
+            if event is not None:
+                audit.record(event, connection)
+                audit.written()
+            yield connection
     except BaseException:
-        db.session.rollback()
         if event is not None:
             audit.expect(event)  # rolled back with the change: the request still happened
         raise
