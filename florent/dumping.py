@@ -19,6 +19,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields
 from marshmallow.utils import missing
+from sqlalchemy import Row
 
 Dump = Callable[[Any], dict[str, Any]]
 Convert = Callable[[Any], Any]
@@ -65,7 +66,11 @@ def planned(schema: Schema) -> Dump:
 
     def dump(obj: Any) -> dict[str, Any]:
         try:
-            values = by_key(obj) if isinstance(obj, dict) else by_attribute(obj)
+            if isinstance(obj, Row):
+                # The same values as its attributes, read many times faster by key.
+                values = by_key(obj._mapping)
+            else:
+                values = by_key(obj) if isinstance(obj, dict) else by_attribute(obj)
         except (AttributeError, KeyError):  # a value missing: marshmallow leaves its key out
             return schema.dump(obj)
         out = dict(zip(keys, values, strict=True))
