@@ -225,7 +225,12 @@ def test_staff_opening_a_conversations_messages_is_recorded(app, viewer, convers
 
 @pytest.mark.parametrize(
     "statement",
-    ["UPDATE audit_events SET action = 'nothing.happened'", "DELETE FROM audit_events"],
+    [
+        "UPDATE audit_events SET action = 'nothing.happened'",
+        "DELETE FROM audit_events",
+        "TRUNCATE audit_events",
+        "TRUNCATE api_keys, audit_events",
+    ],
 )
 def test_the_database_refuses_to_change_or_delete_events(app, statement):
     with app.app_context():
