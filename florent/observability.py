@@ -18,6 +18,7 @@ from .extensions import db
 
 access_log = logging.getLogger("florent.access")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+TERMINAL_STYLE = re.compile(r"\x1b\[[0-9;]*m")
 READINESS_TIMEOUT_MS = 1000
 
 bp = Blueprint("health", __name__)
@@ -51,11 +52,18 @@ class JsonFormatter(logging.Formatter):
         return self._second_text
 
 
-class WithoutRequestLines(logging.Filter):
-    """Drops the development server's own line per request: the access line says more."""
+class DevelopmentServerLines(logging.Filter):
+    """The development server's own lines: its line per request is dropped (the access
+    line says more), and the rest lose their terminal colours, which JSON would carry
+    as escape codes."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.args and isinstance(record.msg, str) and record.msg.startswith('"%s"'))
+        if not isinstance(record.msg, str):
+            return True
+        if record.args and '"%s"' in record.msg:  # `<client> - - [<time>] "%s" %s %s`
+            return False
+        record.msg = TERMINAL_STYLE.sub("", record.msg)
+        return True
 
 
 def configure_logging() -> None:
@@ -66,7 +74,7 @@ def configure_logging() -> None:
     handler.setFormatter(JsonFormatter())
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-    logging.getLogger("werkzeug").addFilter(WithoutRequestLines())
+    logging.getLogger("werkzeug").addFilter(DevelopmentServerLines())
 
 
 def _start_request() -> None:

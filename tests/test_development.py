@@ -9,15 +9,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
+from werkzeug.serving import make_server
 
 from florent import create_app
 from florent.devdb import forget_dead_handles
-from florent.observability import WithoutRequestLines
+from florent.observability import DevelopmentServerLines
 
 from .conftest import free_port, make_settings
 
@@ -42,16 +44,23 @@ def test_dead_processes_are_dropped_from_the_servers_handle_list(tmp_path):
     assert json.loads(handles.read_text()) == [os.getpid()]
 
 
-def test_the_development_servers_own_request_lines_are_dropped():
-    keep = WithoutRequestLines()
-    request_line = logging.LogRecord(
-        "werkzeug", 20, "", 0, '"%s" %s %s', ("GET / HTTP/1.1", "200", "-"), None
-    )
-    banner = logging.LogRecord(
-        "werkzeug", 20, "", 0, " * Running on %s", ("http://127.0.0.1:5000",), None
-    )
-    assert not keep.filter(request_line)
-    assert keep.filter(banner)
+def test_the_development_servers_own_lines_are_dropped_or_uncoloured(app, caplog):
+    """Through werkzeug's own server: its banner and its lines, as it writes them."""
+    assert any(isinstance(f, DevelopmentServerLines) for f in logging.getLogger("werkzeug").filters)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with caplog.at_level(logging.INFO, logger="werkzeug"):
+            server.log_startup()  # what `flask run` prints first, in colour
+            for path in ("/healthz", "/no-such-page?cursor=secret"):
+                requests.get(f"http://127.0.0.1:{server.port}{path}", timeout=5)
+    finally:
+        server.shutdown()
+    lines = [record.getMessage() for record in caplog.records if record.name == "werkzeug"]
+    assert any("Running on" in line for line in lines), lines
+    assert not any("\x1b" in line for line in lines), lines
+    # No line per request: the access line says more, and never holds the query string.
+    assert not any("healthz" in line or "secret" in line for line in lines), lines
 
 
 @pytest.mark.slow  # starts and stops a PostgreSQL server
