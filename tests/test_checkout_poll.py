@@ -30,7 +30,7 @@ print(poll_once(select.poll)["others_ran"], poll_once(_unpatched_poll()))
 """
 
 
-def test_the_checkout_check_answers_at_once_where_geventss_poll_yields():
+def test_the_checkout_check_answers_at_once_where_gevents_poll_yields():
     done = subprocess.run(
         [sys.executable, "-c", UNDER_GEVENT], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
