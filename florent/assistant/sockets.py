@@ -1,5 +1,5 @@
-"""The conversation's WebSocket: single-use tickets (a browser cannot put a bearer token
-on an upgrade), and the socket itself, which serves any number of turns, one at a time.
+"""The conversation's WebSocket, opened with a ticket (florent/assistant/tickets.py): it
+serves any number of turns, one at a time.
 
 Frames are JSON text: `message` and `stop` in; `message`, `delta`, `done`, `stopped` and
 `error` out (docs/api.md, "The conversation WebSocket").
@@ -7,119 +7,49 @@ Frames are JSON text: `message` and `stop` in; `message`, `delta`, `done`, `stop
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
+import logging
 import threading
 import time
-from datetime import timedelta
+from collections import Counter
+from functools import cache
 from typing import Any
 
 import orjson
 from flask import Blueprint, current_app, g, request
+from limits import RateLimitItem, parse_many
 from simple_websocket import ConnectionClosed
-from sqlalchemy import bindparam, delete, func, insert, select
 
 from .. import audit
 from ..auth import Caller, impersonation_event
+from ..auth.apikeys import key_is_live
 from ..auth.caller import unauthorized
 from ..conversations import messages
 from ..conversations.schemas import MessageCreateSchema, dump_message_created
-from ..conversations.service import OWNED, ConversationNotFound, owner
-from ..database import one_statement
 from ..errors import ApiError, as_api_error
-from ..extensions import sock
-from ..housekeeping import now_and_then
-from ..models import Conversation, SocketTicket
+from ..extensions import limiter, sock
+from ..limits import caller_key
 from ..validation import load, parse_json
-from . import assistant, turns
+from . import assistant, tickets, turns
 from .reply import HEARTBEAT, Reply
 from .schemas import dump_reply_delta, dump_reply_stopped
 
+log = logging.getLogger(__name__)
 bp = Blueprint("socket", __name__, url_prefix="/api/florent/conversations")
 
-TICKET_SECONDS = 60
 # A socket with no frame in or out for this long is closed.
 IDLE_SECONDS = 10 * 60
 # How often the socket looks up from waiting for a frame (idle time, a turn's end).
 TICK_SECONDS = 1.0
+# Sockets one caller may hold open in one process. Each holds a greenlet (or a thread)
+# and a connection for as long as it is used, so tickets alone, minted within the rate
+# limit, would let one caller fill a worker.
+MAX_OPEN_SOCKETS = 20
+# Frames in count against the caller's API rate limit in a window of their own.
+FRAMES_SCOPE = "socket frames"
 
-MINT = (
-    insert(SocketTicket)
-    .from_select(
-        ["ticket_hash", "org_id", "user_id", "conversation_id", "expires_at", "acting_key_id"],
-        select(
-            bindparam("ticket_hash"),
-            Conversation.org_id,
-            Conversation.user_id,
-            Conversation.id,
-            func.now() + timedelta(seconds=TICKET_SECONDS),
-            bindparam("acting_key_id"),
-        ).where(OWNED),
-    )
-    .returning(SocketTicket.conversation_id)
-)
-REDEEM = (
-    delete(SocketTicket)
-    .where(
-        SocketTicket.org_id == bindparam("org_id"),
-        SocketTicket.ticket_hash == bindparam("hash"),
-        SocketTicket.conversation_id == bindparam("conversation_id"),
-        SocketTicket.expires_at > func.now(),
-    )
-    .returning(SocketTicket.org_id, SocketTicket.user_id, SocketTicket.acting_key_id)
-)
-PURGE = delete(SocketTicket).where(
-    SocketTicket.ticket_hash.in_(
-        select(SocketTicket.ticket_hash).where(SocketTicket.expires_at < func.now()).limit(1000)
-    )
-)
 message_create_schema = MessageCreateSchema()
-
-
-def ticket_hash(ticket: str) -> bytes:
-    return hashlib.sha256(ticket.encode()).digest()
-
-
-def mint_ticket(caller: Caller, conversation_id: str) -> str:
-    """A ticket for the caller's conversation; only its hash is stored. It names its
-    organization, which every lookup of a person's data starts from (docs/scaling.md)."""
-    organization = base64.urlsafe_b64encode(caller.org_id.encode()).rstrip(b"=").decode()
-    ticket = f"{organization}.{secrets.token_urlsafe(32)}"
-    params = {
-        **owner(caller, conversation_id),
-        "ticket_hash": ticket_hash(ticket),
-        "acting_key_id": caller.api_key_id if caller.impersonating else None,
-    }
-    with one_statement() as connection:
-        if connection.execute(MINT, params).first() is None:
-            raise ConversationNotFound()
-    now_and_then("socket tickets", purge_expired_tickets)
-    return ticket
-
-
-def purge_expired_tickets() -> None:
-    with one_statement() as connection:
-        connection.execute(PURGE)
-
-
-def redeem_ticket(ticket: str, conversation_id: str) -> Caller | None:
-    """The caller the ticket was minted for, if it is for this conversation and alive;
-    it cannot be used again either way."""
-    organization, dot, _ = ticket.partition(".")
-    try:
-        org_id = base64.urlsafe_b64decode(organization + "=" * (-len(organization) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not dot:
-        return None
-    params = {"org_id": org_id, "hash": ticket_hash(ticket), "conversation_id": conversation_id}
-    with one_statement() as connection:
-        row = connection.execute(REDEEM, params).first()
-    if row is None:
-        return None
-    acting = row.acting_key_id is not None
-    return Caller(org_id, row.user_id, api_key_id=row.acting_key_id, impersonating=acting)
+_open_sockets: Counter[str] = Counter()
+_open_sockets_lock = threading.Lock()
 
 
 @bp.before_request
@@ -127,10 +57,11 @@ def admit_with_ticket() -> None:
     """Refuse the upgrade (401, as JSON) unless the ticket opens this conversation."""
     ticket = request.args.get("ticket", "")
     conversation_id = (request.view_args or {}).get("conversation_id", "")
-    caller = redeem_ticket(ticket, conversation_id) if 0 < len(ticket) <= 500 else None
+    caller = tickets.redeem_ticket(ticket, conversation_id) if 0 < len(ticket) <= 500 else None
     if caller is None:
         raise unauthorized()
     g.caller = caller
+    _take_socket_place(caller_key())
     if caller.impersonating:  # the socket is the minting key's, acting for the person
         audit.record_now(impersonation_event(caller))
     # No permessage-deflate, which simple-websocket accepts whenever offered: frames are
@@ -139,6 +70,44 @@ def admit_with_ticket() -> None:
     for server in ("gunicorn.socket", "werkzeug.socket"):  # where simple-websocket looks
         if server in request.environ:
             request.environ[server] = WholeFrames(request.environ[server])
+
+
+@cache
+def _limits(value: str) -> list[RateLimitItem]:
+    return parse_many(value)
+
+
+def frame_within_limit() -> bool:
+    """Count a frame in against the caller's API rate limit (a window of its own, as the
+    socket's upgrade was one request); a limit store that is down lets it through, as
+    it does requests."""
+    if not limiter.enabled:
+        return True
+    try:
+        items = _limits(current_app.config["RATELIMIT_API"])
+        return all(limiter.limiter.hit(item, FRAMES_SCOPE, caller_key()) for item in items)
+    except Exception as error:
+        log.warning("socket frame not counted (%s: %s)", type(error).__name__, error)
+        return True
+
+
+def _take_socket_place(key: str) -> None:
+    with _open_sockets_lock:
+        if _open_sockets[key] >= MAX_OPEN_SOCKETS:
+            raise ApiError(429, "too_many_sockets", headers={"Retry-After": "60"})
+        _open_sockets[key] += 1
+    g.socket_place = key
+
+
+@bp.teardown_request
+def _free_socket_place(_: BaseException | None) -> None:
+    """When the socket's request ends: the socket closed, or its upgrade failed."""
+    key = g.pop("socket_place", None)
+    if key is not None:
+        with _open_sockets_lock:
+            _open_sockets[key] -= 1
+            if not _open_sockets[key]:
+                del _open_sockets[key]
 
 
 class WholeFrames:
@@ -185,10 +154,21 @@ class ConversationSocket:
                 return
             if frame is not None:
                 self._last_frame = time.monotonic()
+                if not self._key_is_live():
+                    return
                 self.receive(frame)
             elif self._idle():
                 self.ws.close(reason=1000, message="idle")
                 return
+
+    def _key_is_live(self) -> bool:
+        """A socket opened by an API key stops working once the key is revoked, as its
+        requests do: the next frame is answered `unauthorized`, and the socket closed."""
+        if self.caller.api_key_id is None or key_is_live(self.caller.api_key_id):
+            return True
+        self.send({"type": "error", "error": "unauthorized"})
+        self.ws.close(reason=1008, message="unauthorized")
+        return False
 
     def _idle(self) -> bool:
         busy = self._relaying is not None and self._relaying.is_alive()
@@ -198,6 +178,8 @@ class ConversationSocket:
         """One frame in; a bad one, or one the conversation refuses, is answered with an
         `error` frame and the socket stays open."""
         try:
+            if not frame_within_limit():
+                raise ApiError(429, "rate_limited")
             data = parse_json(frame)
             if not isinstance(data, dict) or data.get("type") not in ("message", "stop"):
                 raise ApiError(400, "invalid_body")

@@ -19,7 +19,7 @@ from ..conversations.service import ConversationNotFound
 from ..errors import json_response
 from ..models import WRITE
 from ..validation import json_body, load
-from . import assistant, sockets, turns
+from . import assistant, tickets, turns
 from .reply import HEARTBEAT, Reply
 from .schemas import (
     dump_message_unanswered,
@@ -144,12 +144,12 @@ def stop_reply(conversation_id: str) -> Response:
 @requires(WRITE)
 def socket_ticket(conversation_id: str) -> Response:
     """A single-use ticket, good for a minute, to open this conversation's WebSocket."""
-    ticket = sockets.mint_ticket(current_caller(), conversation_id)
+    ticket = tickets.mint_ticket(current_caller(), conversation_id)
     # A WebSocket route's external URL is ws:// (wss:// when the request came over https).
     ws_url = url_for("socket.conversation_socket", conversation_id=conversation_id, _external=True)
     return json_response(
         dump_socket_ticket(
-            {"ticket": ticket, "expires_in": sockets.TICKET_SECONDS, "ws_url": ws_url}
+            {"ticket": ticket, "expires_in": tickets.TICKET_SECONDS, "ws_url": ws_url}
         ),
         201,
     )

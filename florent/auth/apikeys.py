@@ -37,6 +37,7 @@ FIND_KEY = select(
     ApiKey.permissions,
     ApiKey.can_impersonate,
 ).where(ApiKey.id == bindparam("id"))
+LIVE_KEY = select(ApiKey.id).where(ApiKey.id == bindparam("id"), ApiKey.revoked_at.is_(None))
 
 _last_used: dict[str, float] = {}
 _last_used_lock = threading.Lock()
@@ -128,6 +129,13 @@ def api_key_caller(token: str) -> Caller:
         permissions=frozenset(row.permissions),
         can_impersonate=row.can_impersonate,
     )
+
+
+def key_is_live(key_id: str) -> bool:
+    """Whether the key exists and is not revoked: for what it opened before, such as a
+    WebSocket, which must stop working when the key is revoked, as a request does."""
+    with one_statement() as connection:
+        return connection.execute(LIVE_KEY, {"id": key_id}).first() is not None
 
 
 def _record_use(key_id: str) -> None:

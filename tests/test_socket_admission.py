@@ -1,0 +1,183 @@
+"""Who may keep a conversation's WebSocket open, and how much it may do: a revoked key's
+tickets and sockets stop working, frames count against the caller's rate limit, one
+caller holds a bounded number of sockets in a process, and expired tickets are purged.
+Real sockets, on the development server (the gunicorn path is in test_streaming.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+import orjson
+import pytest
+import requests
+from flask import Flask
+from simple_websocket import Client, ConnectionClosed
+from sqlalchemy import func, select, text
+from werkzeug.serving import make_server
+
+from florent.assistant import sockets, tickets
+from florent.auth.apikeys import issue_api_key, revoke_api_key
+from florent.extensions import db
+from florent.models import Message, SocketTicket
+
+from .conftest import bearer
+from .factories import TESTER, URL, create_conversation
+
+ALICE = "user_01ALICE"
+
+
+@contextmanager
+def served(app: Flask) -> Iterator[str]:
+    """The app on loopback, as `flask run` serves it; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+def robot(app: Flask, **options) -> tuple[str, dict[str, str]]:
+    with app.app_context():
+        made, plaintext = issue_api_key("org_01ACME", "bridge", by=TESTER, **options)
+        return made.id, bearer(plaintext)
+
+
+def mint(base: str, headers: dict[str, str], conversation_id: str) -> str:
+    response = requests.post(f"{base}{URL}/{conversation_id}/ws-ticket", headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()["ticket"]
+
+
+def connect(base: str, conversation_id: str, ticket: str) -> Client:
+    url = f"{base.replace('http', 'ws')}{URL}/{conversation_id}/ws?ticket={ticket}"
+    return Client.connect(url)
+
+
+def upgrade_status(base: str, conversation_id: str, ticket: str) -> tuple[int, dict]:
+    """An upgrade that the service refuses: its status and JSON body."""
+    response = requests.get(
+        f"{base}{URL}/{conversation_id}/ws",
+        params={"ticket": ticket},
+        headers={
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version": "13",
+        },
+        timeout=10,
+    )
+    return response.status_code, response.json()
+
+
+def hang_up(ws: Client) -> None:
+    with suppress(ConnectionClosed):  # the server may have closed it first
+        ws.close()
+
+
+def say(ws: Client, content: str) -> list[dict]:
+    """Send a message frame; the frames answered up to `done` or `error`."""
+    ws.send(orjson.dumps({"type": "message", "content": content}).decode())
+    got = []
+    while not got or got[-1]["type"] not in ("done", "error"):
+        got.append(orjson.loads(ws.receive(timeout=10)))
+    return got
+
+
+@pytest.mark.parametrize("acting_for_alice", [False, True], ids=["as itself", "for alice"])
+def test_a_ticket_minted_by_a_key_revoked_since_opens_nothing(
+    app, client, live_server, alice, acting_for_alice
+):
+    key_id, headers = robot(app, can_impersonate=True)
+    if acting_for_alice:
+        headers = {**headers, "X-Act-As-User": ALICE}
+    conversation = create_conversation(client, headers)
+    ticket = mint(live_server, headers, conversation["_id"])
+    with app.app_context():
+        revoke_api_key(key_id, by=TESTER)
+
+    status, body = upgrade_status(live_server, conversation["_id"], ticket)
+
+    assert (status, body) == (401, {"error": "unauthorized"})
+
+
+def test_a_socket_of_a_key_revoked_while_open_answers_unauthorized_and_closes(
+    app, client, live_server
+):
+    key_id, headers = robot(app)
+    conversation = create_conversation(client, headers)
+    ws = connect(live_server, conversation["_id"], mint(live_server, headers, conversation["_id"]))
+    try:
+        assert [f["type"] for f in say(ws, "Before")] == ["message", "done"]
+        with app.app_context():
+            revoke_api_key(key_id, by=TESTER)
+
+        assert say(ws, "After") == [{"type": "error", "error": "unauthorized"}]
+        with pytest.raises(ConnectionClosed):
+            ws.receive(timeout=5)
+    finally:
+        hang_up(ws)
+    with app.app_context():
+        stored = db.session.scalars(
+            select(Message.content).where(Message.conversation_id == conversation["_id"])
+        )
+        assert list(stored) == ["Before"]
+
+
+def test_frames_count_against_the_callers_rate_limit(make_app, jwks_server, make_token):
+    limited = make_app(jwks_server.url, rate_limit="3 per minute")
+    alice = bearer(make_token(ALICE, "org_01ACME"))
+    with served(limited) as base:
+        created = requests.post(f"{base}{URL}", json={}, headers=alice)
+        conversation_id = created.json()["conversation"]["_id"]
+        ws = connect(base, conversation_id, mint(base, alice, conversation_id))
+        try:
+            answers = [say(ws, f"Message {n}")[-1] for n in range(4)]
+        finally:
+            hang_up(ws)
+    assert [a["type"] for a in answers] == ["done", "done", "done", "error"]
+    assert answers[-1] == {"type": "error", "error": "rate_limited"}
+
+
+def test_one_caller_holds_a_bounded_number_of_sockets(client, live_server, alice, monkeypatch):
+    monkeypatch.setattr(sockets, "MAX_OPEN_SOCKETS", 2)
+    conversation_id = create_conversation(client, alice)["_id"]
+    held = [connect(live_server, conversation_id, mint(live_server, alice, conversation_id))]
+    held.append(connect(live_server, conversation_id, mint(live_server, alice, conversation_id)))
+    try:
+        status, body = upgrade_status(
+            live_server, conversation_id, mint(live_server, alice, conversation_id)
+        )
+        assert (status, body) == (429, {"error": "too_many_sockets"})
+    finally:
+        hang_up(held.pop())
+    # The server frees the closed socket's place when it sees the close (within a tick).
+    deadline = time.monotonic() + 10
+    while sum(sockets._open_sockets.values()) > 1:
+        assert time.monotonic() < deadline, "the closed socket's place was not freed"
+        time.sleep(0.1)
+    held.append(connect(live_server, conversation_id, mint(live_server, alice, conversation_id)))
+    for ws in held:
+        hang_up(ws)
+
+
+def test_every_expired_ticket_is_purged_not_one_batch(app, client, alice):
+    conversation_id = create_conversation(client, alice)["_id"]
+    expired = tickets.PURGE_BATCH * 2 + 500
+    with app.app_context():
+        db.session.execute(
+            text(
+                "INSERT INTO socket_tickets"
+                " (org_id, ticket_hash, user_id, conversation_id, expires_at)"
+                " SELECT 'org_01ACME', sha256(n::text::bytea), 'user_01ALICE', :conversation,"
+                " now() - interval '1 minute' FROM generate_series(1, :expired) n"
+            ),
+            {"expired": expired, "conversation": conversation_id},
+        )
+        db.session.commit()
+        assert tickets.purge_expired_tickets() == expired
+        assert db.session.scalar(select(func.count()).select_from(SocketTicket)) == 0
