@@ -153,10 +153,10 @@ def pgbouncer(server_url: str, directory: Path) -> Iterator[str]:
 
 class Nginx:
     """deploy/nginx.conf, running; `url` is its https:// address, `ca` the certificate
-    to trust it with."""
+    to trust it with, `access_log` the file it logs requests to."""
 
-    def __init__(self, url: str, ca: Path):
-        self.url, self.ca = url, ca
+    def __init__(self, url: str, ca: Path, access_log: Path):
+        self.url, self.ca, self.access_log = url, ca, access_log
 
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca))
@@ -225,6 +225,6 @@ def nginx(directory: Path, upstreams: list[str]) -> Iterator[Nginx]:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
     try:
         wait_for_port(https_port, process)
-        yield Nginx(f"https://127.0.0.1:{https_port}", cert)
+        yield Nginx(f"https://127.0.0.1:{https_port}", cert, directory / "access.log")
     finally:
         stop(process)

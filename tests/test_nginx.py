@@ -122,6 +122,12 @@ def test_a_websocket_turn_through_nginx_arrives_as_it_is_generated(front, token,
 
     assert [name for name, _ in arrivals] == ["message", "delta", "delta", "delta", "done"]
     assert arrivals[-1][1] - arrivals[1][1] > 1.5 * PIECE_SECONDS
+    # The socket's line is written when it closes; it names the path, never the ticket.
+    deadline = time.monotonic() + 5
+    while f"/{conversation_id}/ws " not in front.proxy.access_log.read_text():
+        assert time.monotonic() < deadline, "nginx logged no line for the socket"
+        time.sleep(0.05)
+    assert grant["ticket"] not in front.proxy.access_log.read_text()
 
 
 def test_a_reply_relayed_by_one_instance_is_stopped_through_the_other_within_a_second(
