@@ -121,7 +121,9 @@ def test_token_without_org_is_rejected(client, make_token):
     assert_unauthorized(client.post(URL, headers=bearer(make_token(org=None))))
 
 
-@pytest.mark.parametrize("value", ["", 42, ["org"], {"id": "org"}, "x" * 256, "org with space"])
+@pytest.mark.parametrize(
+    "value", ["", 42, ["org"], {"id": "org"}, "x" * 256, "org with space", "org,with,comma"]
+)
 def test_token_with_unusable_org_or_sub_is_rejected(client, make_token, value):
     assert_unauthorized(client.post(URL, headers=bearer(make_token(org=value))))
     assert_unauthorized(client.post(URL, headers=bearer(make_token(sub=value))))

@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+from urllib.parse import urlsplit
+
 import pytest
 from flask import Flask, g
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from florent.auth.apikeys import issue_api_key
 from florent.extensions import db
-from florent.models import READ, AuditEvent
+from florent.models import READ, AuditEvent, Conversation
 
 from .conftest import bearer
 from .factories import TESTER, URL, create_conversation
+from .serving import gunicorn
 
 ALICE, BOB = "user_01ALICE", "user_01BOB"
 
@@ -123,8 +128,11 @@ def test_a_person_may_not_impersonate(client, alice):
         "user 01",
         "usér",
         "apikey_0123456789abcdef01234567",  # a key's own identity is no person's
+        # The header given twice, as gunicorn and werkzeug's server hand it to the app
+        # (werkzeug's test client joins with ", " instead).
+        f"{ALICE},{BOB}",
     ],
-    ids=["empty", "too-long", "tab", "delete", "space", "non-ascii", "a-key-identity"],
+    ids=["empty", "too-long", "tab", "delete", "space", "non-ascii", "a-key-identity", "twice"],
 )
 def test_bad_header_values_are_400_invalid_header(app, client, value):
     _, robot = key(app, can_impersonate=True)
@@ -133,6 +141,50 @@ def test_bad_header_values_are_400_invalid_header(app, client, value):
 
     assert (response.status_code, response.get_json()) == (400, {"error": "invalid_header"})
     assert events(app) == []
+
+
+def create_with_the_header_twice(base_url: str, authorization: str) -> tuple[int, dict]:
+    """POST a conversation with X-Act-As-User sent twice on the wire (Alice, then Bob),
+    for a real server to join, as no test client does."""
+    connection = http.client.HTTPConnection(urlsplit(base_url).netloc, timeout=10)
+    try:
+        connection.putrequest("POST", URL)
+        connection.putheader("Authorization", authorization)
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", "2")
+        connection.putheader("X-Act-As-User", ALICE)
+        connection.putheader("X-Act-As-User", BOB)
+        connection.endheaders(b"{}")
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def assert_nothing_done_for_anyone(app: Flask) -> None:
+    assert events(app) == []
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Conversation)) == 0
+
+
+def test_the_header_sent_twice_to_werkzeugs_server_is_400_invalid_header(app, live_server):
+    _, robot = key(app, can_impersonate=True)
+
+    answer = create_with_the_header_twice(live_server, robot["Authorization"])
+
+    assert answer == (400, {"error": "invalid_header"})
+    assert_nothing_done_for_anyone(app)
+
+
+@pytest.mark.slow  # gunicorn
+def test_the_header_sent_twice_to_gunicorn_is_400_invalid_header(app, database_url, jwks_server):
+    _, robot = key(app, can_impersonate=True)
+
+    with gunicorn(database_url, jwks_server.url) as service:
+        answer = create_with_the_header_twice(service.url, robot["Authorization"])
+
+    assert answer == (400, {"error": "invalid_header"})
+    assert_nothing_done_for_anyone(app)
 
 
 def test_the_longest_user_id_is_accepted(app, client):

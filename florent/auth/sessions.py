@@ -40,8 +40,10 @@ JWKS_REFETCH_COOLDOWN_SECONDS = 30.0
 # step of authenticating one, so a verified token's caller is remembered this long.
 VERIFIED_CACHE_SECONDS = 60.0
 VERIFIED_CACHE_SIZE = 10_000
-# Claims become stored owner ids: bounded, printable strings only.
-IDENTITY_CLAIM_CHARS = range(0x21, 0x7F)
+# Claims become stored owner ids: bounded, printable strings only. No comma either: a
+# header sent twice reaches the app as one value joined with commas, so a person whose
+# id held one could not be named in X-Act-As-User, and a joined pair would pass for an id.
+IDENTITY_CHARS = frozenset(map(chr, range(0x21, 0x7F))) - {","}
 
 
 class JwksClient(PyJWKClient):
@@ -213,5 +215,5 @@ def is_identity(value: Any) -> bool:
     return (
         isinstance(value, str)
         and 1 <= len(value) <= 255
-        and all(ord(c) in IDENTITY_CLAIM_CHARS for c in value)
+        and all(c in IDENTITY_CHARS for c in value)
     )
