@@ -37,9 +37,12 @@ INSERT = insert(AuditEvent)
 # The erasure of a person is the one way to delete events: the trigger lets a DELETE
 # through only in a transaction that has said so (migration 0009).
 ERASING = text("SELECT set_config('florent.erasing_person', 'on', true)")
+# A person is in the trail only as the one a key acted for: actors are keys, staff and
+# operators, whose ids a person's may equal (a key may act for its own key id), so an
+# event is never matched by its actor. Nor by its target, which names keys, accounts and
+# conversations, and the person only in the record of their erasure, which stays.
 ERASE = delete(AuditEvent).where(
-    AuditEvent.org_id == bindparam("org_id"),
-    (AuditEvent.acting_for == bindparam("user_id")) | (AuditEvent.actor_id == bindparam("user_id")),
+    AuditEvent.org_id == bindparam("org_id"), AuditEvent.acting_for == bindparam("user_id")
 )
 
 
@@ -151,8 +154,9 @@ def list_events(org_id: str | None = None, since: datetime | None = None) -> Ite
 
 
 def erase_person(org_id: str, user_id: str, *, by: Actor) -> int:
-    """Delete a person's events (as actor, or acted for) and record the erasure, in one
-    transaction: the one way an event is ever deleted. Returns how many were."""
+    """Delete the events about a person (requests made acting for them) and record the
+    erasure, in one transaction: the one way an event is ever deleted. Returns how many
+    were."""
     connection = db.session.connection()
     connection.execute(ERASING)
     erased = connection.execute(ERASE, {"org_id": org_id, "user_id": user_id}).rowcount

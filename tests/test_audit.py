@@ -332,3 +332,52 @@ def test_people_erase_removes_a_persons_data_and_events_and_records_that_it_did(
     assert (erased.org_id, *who(erased)) == ("org_01ACME", "operator", "dpo", "user_01ALICE")
     with app.app_context(), pytest.raises(DBAPIError):
         db.session.execute(text("DELETE FROM audit_events"))  # still append-only after
+
+
+def erase(app: Flask, user_id: str) -> str:
+    result = app.test_cli_runner().invoke(
+        args=["people", "erase", "--org", "org_01ACME", "--user", user_id, "--yes"]
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_erasing_a_person_named_like_a_key_leaves_the_keys_events_about_others(
+    app, client, monkeypatch
+):
+    """A key may act for any well-formed id, its own key id included: the person of that
+    id is erased, and with them only the events about them, never the key's."""
+    monkeypatch.setenv("USER", "dpo")
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    with app.app_context():
+        made, plaintext = issue_api_key("org_01ACME", "bridge", by=TESTER, can_impersonate=True)
+    create_conversation(client, {**bearer(plaintext), "X-Act-As-User": "user_01ALICE"})
+    create_conversation(client, {**bearer(plaintext), "X-Act-As-User": made.id})
+
+    output = erase(app, made.id)
+
+    assert f"Erased 1 conversations and 1 audit events of {made.id}" in output
+    assert [(e.action, e.actor_id, e.acting_for, e.target) for e in trail(app)] == [
+        (audit.KEY_ISSUED, "tests", None, made.id),
+        ("api.create_conversation", made.id, "user_01ALICE", None),
+        (audit.PERSON_ERASED, "dpo", None, made.id),
+    ]
+
+
+def test_erasing_a_person_named_like_an_operator_leaves_the_operators_events(
+    app, client, monkeypatch
+):
+    monkeypatch.setenv("USER", "user_01ALICE")
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    result = app.test_cli_runner().invoke(
+        args=["api-keys", "create", "--org", "org_01ACME", "--name", "bridge"]
+    )
+    assert result.exit_code == 0, result.output
+
+    output = erase(app, "user_01ALICE")
+
+    assert "Erased 0 conversations and 0 audit events" in output
+    assert [(e.action, e.actor_id) for e in trail(app)] == [
+        (audit.KEY_ISSUED, "user_01ALICE"),
+        (audit.PERSON_ERASED, "user_01ALICE"),
+    ]

@@ -44,8 +44,8 @@ def list_audit_events(org_id: str | None, since: datetime | None) -> None:
 @click.option("--user", "user_id", required=True, help="The person's user id.")
 @click.confirmation_option(prompt="Erase every conversation of this person, for good?")
 def erase_person_command(org_id: str, user_id: str) -> None:
-    """Erase a person's conversations (with their messages) and their audit events, and
-    record that it was done, and by whom."""
+    """Erase a person's conversations (with their messages) and the audit events of
+    requests made acting for them, and record that it was done, and by whom."""
     conversations = erase_person(org_id, user_id)
     # Last: an erasure cut short is run again, and its record is written once it is whole.
     events = audit.erase_person(org_id, user_id, by=audit.operator())
