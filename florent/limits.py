@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 # The longest a call to Redis may take, connecting included: a Redis that is down
 # refuses at once, one that hangs costs this.
 REDIS_TIMEOUT_SECONDS = 0.5
+# A count of attempts in progress is dropped this long after it last rose from none: far
+# longer than an attempt takes, so in practice it drops only what a process that died
+# mid-attempt left behind.
+IN_PROGRESS_SECONDS = 60
 
 
 def storage_options(uri: str) -> dict[str, float]:
@@ -130,3 +134,38 @@ class Throttle:
                 self.limiter.clear(item, key)
         except Exception:
             log.exception("throttle storage unavailable: failures not cleared")
+
+    # An attempt whose outcome takes time (a password check) is counted as it starts:
+    # checking the limit first and counting the failure after would let attempts sent
+    # together all pass the check before any of them was counted. Until it ends it
+    # counts as a failure; then as one only if it was.
+
+    def begin(self, key: str) -> int:
+        """Start an attempt: 0 when the failures in the window and the attempts in
+        progress leave room for it (it is then in progress until `end`), else the
+        seconds to wait, and it is not counted."""
+        counter = f"in-progress/{key}"
+        try:
+            in_progress = self.storage.incr(counter, IN_PROGRESS_SECONDS)
+            waits = [
+                # Room that attempts in progress hold is free again as soon as they end.
+                retry_after(stats.reset_time) if stats.remaining <= 0 else 1
+                for stats in (self.limiter.get_window_stats(item, key) for item in self.items)
+                if in_progress > stats.remaining
+            ]
+            if waits:
+                self.storage.incr(counter, IN_PROGRESS_SECONDS, amount=-1)
+            return max(waits, default=0)
+        except Exception:
+            log.exception("throttle storage unavailable: letting the attempt through")
+            return 0
+
+    def end(self, key: str, *, failed: bool) -> None:
+        """End an attempt `begin` let through, counting it as a failure if it failed:
+        first, so that it is never out of both counts at once."""
+        if failed:
+            self.record_failure(key)
+        try:
+            self.storage.incr(f"in-progress/{key}", IN_PROGRESS_SECONDS, amount=-1)
+        except Exception:
+            log.exception("throttle storage unavailable: attempt not ended")

@@ -27,6 +27,7 @@ from .test_admin import (  # noqa: F401 (fixtures, found by their names)
     make_staff,
     sign_in,
 )
+from .test_admin_signin import guess_together
 
 pytestmark = pytest.mark.slow  # Redis, gunicorn
 
@@ -132,6 +133,18 @@ def test_failed_staff_sign_ins_on_two_instances_add_up(app, two_instances):
         refused = sign_in(client, "viewer@florent.test", PASSWORD)
         assert refused.status_code == 429
         assert int(refused.headers["Retry-After"]) > 0
+
+
+def test_staff_sign_ins_sent_together_are_counted_in_redis_before_their_check(app, two_instances):
+    make_staff(app, "viewer@florent.test")
+    allowed = int(admin.signin.FAILURES_PER_ACCOUNT_AND_ADDRESS.split()[0])
+
+    statuses, checked = guess_together(two_instances[0], ["viewer@florent.test"] * 12)
+
+    assert len(checked) == allowed
+    assert statuses == {401: allowed, 429: 12 - allowed}
+    refused = sign_in(two_instances[1].test_client(), "viewer@florent.test", address="10.7.7.7")
+    assert refused.status_code == 429
 
 
 def test_failed_authentications_on_two_instances_add_up(two_instances):

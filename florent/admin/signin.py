@@ -72,12 +72,25 @@ class SignInThrottle:
             (self.per_address, f"signin:{address}"),
         ]
 
-    def wait(self, email: str, address: str | None) -> int:
-        return max(throttle.wait(key) for throttle, key in self.keys(email, address))
+    def begin(self, email: str, address: str | None) -> int:
+        """Count a sign-in as in progress before its password is checked, so guesses sent
+        together cannot all be checked; the seconds to wait instead, and nothing counted,
+        when either limit has no room for it."""
+        begun = [
+            (throttle, key, throttle.begin(key)) for throttle, key in self.keys(email, address)
+        ]
+        wait = max(wait for _, _, wait in begun)
+        if wait:
+            # Refused under one key: taken back under the other, which let it through.
+            for throttle, key, refused in begun:
+                if not refused:
+                    throttle.end(key, failed=False)
+        return wait
 
-    def record_failure(self, email: str, address: str | None) -> None:
+    def end(self, email: str, address: str | None, *, failed: bool) -> None:
+        """A sign-in `begin` let through is over; a failure counts under both keys."""
         for throttle, key in self.keys(email, address):
-            throttle.record_failure(key)
+            throttle.end(key, failed=failed)
 
     def reset(self, email: str, address: str | None) -> None:
         throttle, key = self.keys(email, address)[0]
@@ -115,6 +128,23 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def authenticate(
+    throttle: SignInThrottle, email: str, address: str | None, password: str
+) -> staff.StaffUser | None:
+    """The account a sign-in the throttle let through opens, if any; the sign-in then
+    ends, a failure counted and a success clearing the account's failures here."""
+    failed = False
+    try:
+        user = staff.authenticate_staff(email, password)
+        failed = user is None
+    finally:
+        # An exception judged nothing (the database failed, say): no failure to count.
+        throttle.end(email, address, failed=failed)
+    if user is not None:
+        throttle.reset(email, address)
+    return user
+
+
 @auth.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     """The staff sign-in form; the same answer for a wrong password and an unknown email."""
@@ -128,14 +158,11 @@ def login() -> Any:
         if form.validate():
             email, address = staff.normalize_email(form.email.data), request.remote_addr
             throttle: SignInThrottle = current_app.extensions["florent.signin_throttle"]
-            wait = throttle.wait(email, address)
-            user = None if wait else staff.authenticate_staff(email, form.password.data)
+            wait = throttle.begin(email, address)
+            user = None if wait else authenticate(throttle, email, address, form.password.data)
             if wait:
                 error, status, headers = TOO_MANY_ATTEMPTS, 429, {"Retry-After": str(wait)}
-            elif user is None:
-                throttle.record_failure(email, address)
-            else:
-                throttle.reset(email, address)
+            elif user is not None:
                 session.clear()  # no state from before sign-in carries over
                 login_user(user)
                 session.permanent = True
