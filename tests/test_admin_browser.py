@@ -174,9 +174,14 @@ def test_staff_browse_issue_a_key_and_sign_out_in_a_real_browser(page: Page, liv
     assert plaintext not in page.content() and api_key_secret(plaintext) not in page.content()
     shot(page, "admin-7-api-keys")
 
-    # The other lists render too; a message links to its conversation by its title.
+    # The other lists render too; a message links to its conversation by its title. Its
+    # content is on its own page only, whose opening the audit trail records.
     page.locator("nav").get_by_role("link", name="Messages").click()
-    expect(page.locator("table.model-list")).to_contain_text("Then, the hiring plan.")
+    expect(page.locator("table.model-list")).to_contain_text("Quarterly roadmap")
+    expect(page.locator("table.model-list")).not_to_contain_text("hiring plan")
+    page.locator("table.model-list").get_by_title("View Record").first.click()
+    expect(page.locator(".message-content")).to_have_text("Then, the hiring plan.")
+    page.go_back()
     page.locator("table.model-list").get_by_role("link", name="Quarterly roadmap").first.click()
     expect(page.get_by_test_id("message-content")).to_have_count(2)
     page.locator("nav").get_by_role("link", name="Staff").click()

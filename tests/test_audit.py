@@ -4,6 +4,7 @@ with who acted; append-only; erased for a person only by `people erase`."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -27,6 +28,7 @@ from .test_admin import (  # noqa: F401 (fixtures, found by their names)
     csrf_token,
     make_staff,
     sign_in,
+    sql_statements_fixture,
     viewer_fixture,
 )
 
@@ -218,6 +220,41 @@ def test_staff_opening_a_conversations_messages_is_recorded(app, viewer, convers
         ("org_01ACME", "staff", "viewer@florent.test", key),
         ("org_01ACME", "staff", "viewer@florent.test", key),
     ]
+
+
+def cells(page: str, column: str) -> list[str]:
+    """The values of one column of an admin list, top to bottom."""
+    return re.findall(rf'<td class="col-{column}">\s*(.*?)\s*</td>', page, re.DOTALL)
+
+
+def test_the_messages_list_shows_no_content_and_opening_a_message_is_recorded(
+    app, viewer, conversation, sql_statements
+):
+    """Contents are seen only where opening them is recorded: not in the list of
+    everyone's messages, filtered by conversation or not; on a message's own page."""
+    for url in ("/admin/messages/", f"/admin/messages/?flt0_0={conversation['_id']}"):
+        page = viewer.get(url).get_data(as_text=True)
+        assert page.count(">Quarterly roadmap</a>") == 2, url  # both messages are listed
+        assert "budget" not in page and "hiring plan" not in page, url
+        assert cells(page, "role") == ["user", "user"], url
+        assert cells(page, "status") == ["complete", "complete"], url
+        assert sorted(cells(page, "content_chars")) == ["18", "22"], url
+    assert not [s for s in sql_statements if re.search(r"messages\.content\b(?!_)", s)]
+    assert trail(app, audit.CONVERSATION_OPENED) == []
+
+    with app.app_context():
+        message_id = db.session.scalar(
+            text("SELECT id FROM messages WHERE content = 'First, the budget.'")
+        )
+    page = viewer.get(f"/admin/messages/details/?id=org_01ACME,{message_id}")
+    assert "First, the budget." in page.get_data(as_text=True)
+    [event] = trail(app, audit.CONVERSATION_OPENED)
+    assert (event.org_id, *who(event)) == (
+        "org_01ACME",
+        "staff",
+        "viewer@florent.test",
+        conversation["_id"],
+    )
 
 
 # -- Append-only -----------------------------------------------------------------

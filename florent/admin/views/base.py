@@ -69,11 +69,6 @@ def record_opened(org_id: str, conversation_id: str) -> None:
     audit.record_now(event)
 
 
-def excerpt(content: str, length: int = 120) -> str:
-    flat = " ".join(content.split())
-    return flat if len(flat) <= length else flat[: length - 1] + "…"
-
-
 def link(url: str, label: str, css: str = "") -> Markup:
     return Markup('<a href="{}" class="{}">{}</a>').format(url, css, label)
 

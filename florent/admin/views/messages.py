@@ -1,4 +1,5 @@
-"""Messages, newest first, each with its conversation's title."""
+"""Messages, newest first, each with its conversation's title; a message's content only
+on its own page, whose opening the audit trail records."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from flask_admin.contrib.sqla.filters import FilterEqual
 from flask_admin.tools import iterencode
 from markupsafe import Markup
 from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Query, defer
 
 from ...extensions import db
 from ...models import Conversation, Message
-from .base import StaffModelView, excerpt, link, record_opened
+from .base import StaffModelView, link, record_opened
 
 
 def remember_titles(messages: Iterable[Message]) -> None:
@@ -43,11 +45,14 @@ def conversation_link(message: Message) -> Any:
 
 class MessageView(StaffModelView):
     can_view_details = True
-    column_list = ("conversation_id", "role", "created_at", "content")
-    column_details_list = ("id", "conversation_id", "role", "created_at", "content")
+    # No content in the list: paging through it would read everyone's messages with
+    # nothing in the audit trail. A message's content is on its details page.
+    column_list = ("conversation_id", "role", "status", "content_chars", "created_at")
+    column_details_list = ("id", "conversation_id", "role", "status", "created_at", "content")
     column_labels: ClassVar[dict[str, str]] = {
         "id": "Id",
         "conversation_id": "Conversation",
+        "content_chars": "Characters",
         "created_at": "Created",
     }
     column_filters = (
@@ -59,7 +64,6 @@ class MessageView(StaffModelView):
     sort_by: ClassVar[dict[str, Any] | None] = {"created_at": Message.id}
     column_formatters: ClassVar[dict[str, Any]] = {
         "conversation_id": lambda view, context, model, name: conversation_link(model),
-        "content": lambda view, context, model, name: excerpt(model.content),
     }
     column_formatters_detail: ClassVar[dict[str, Any]] = {
         "conversation_id": lambda view, context, model, name: conversation_link(model),
@@ -67,6 +71,10 @@ class MessageView(StaffModelView):
             '<div class="message-content">{}</div>'
         ).format(model.content),
     }
+
+    def get_query(self) -> Query[Message]:
+        # The list reads no message's content: touching one there raises, never loads it.
+        return super().get_query().options(defer(Message.content, raiseload=True))
 
     def get_list(  # type: ignore[override]
         self,
