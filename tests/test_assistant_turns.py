@@ -237,6 +237,25 @@ def test_each_piece_is_relayed_as_it_arrives_chunked_or_not(florent, chat, alice
     assert stored(florent, conversation["_id"])[1][-1] == ("assistant", "Hello, I am Florent.")
 
 
+def test_a_nul_in_the_reply_is_relayed_and_stored_as_the_replacement_character(
+    florent, chat, alice, model
+):
+    """PostgreSQL's text cannot hold U+0000, which a model may well send in JSON."""
+    conversation = create_conversation(chat, alice, title="Nul")
+    model.reply = ["a\x00b", " c"]
+
+    response = chat.post(messages_url(conversation["_id"]), json={"content": "Hi"}, headers=alice)
+    _, events = stream_turn(chat, alice, conversation["_id"], "Again")
+
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["messages"][1]["content"] == "a\ufffdb c"
+    assert [data for name, data in events if name == "delta"] == [
+        {"text": "a\ufffdb"},
+        {"text": " c"},
+    ]
+    assert stored(florent, conversation["_id"])[1][1::2] == [("assistant", "a\ufffdb c")] * 2
+
+
 def test_a_model_server_that_ignores_stream_true_still_replies(florent, chat, alice, model):
     conversation = create_conversation(chat, alice, title="Whole")
     model.whole_completion = True

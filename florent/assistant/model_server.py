@@ -219,7 +219,7 @@ def _chunk_parts(data: str) -> Iterator[tuple[str, str | None]]:
             continue
         delta = choice.get("delta") or {}
         text = delta.get("content") if isinstance(delta, dict) else None
-        yield (text if isinstance(text, str) else ""), choice.get("finish_reason")
+        yield (storable(text) if isinstance(text, str) else ""), choice.get("finish_reason")
 
 
 def _completion_text(raw: bytes) -> str:
@@ -229,7 +229,14 @@ def _completion_text(raw: bytes) -> str:
         raise ModelServerError("a completion without a message") from None
     if not isinstance(text, str):
         raise ModelServerError("a completion without text")
-    return text
+    return storable(text)
+
+
+def storable(text: str) -> str:
+    """The model's text as PostgreSQL can store it: a text value cannot hold U+0000, which
+    JSON can, so it becomes U+FFFD (the replacement character) in the relay and the store
+    alike."""
+    return text.replace("\x00", "\ufffd")
 
 
 def _json_object(raw: str | bytes) -> dict[str, Any]:
