@@ -5,6 +5,7 @@ import logging
 
 from flask import Blueprint, Flask, Response, request
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import audit
 from .assistant.views import bp as assistant_bp
@@ -28,6 +29,11 @@ def init_api(app: Flask) -> None:
 
 def _authenticate_api_request() -> None:
     if api.name in request.blueprints:
+        # Every body over the limit is refused, not only those a view reads (werkzeug
+        # enforces it on reading).
+        limit = request.max_content_length
+        if limit is not None and (request.content_length or 0) > limit:
+            raise RequestEntityTooLarge()
         authenticate_request()
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from flask import request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .errors import ApiError, issue
 
@@ -123,9 +124,20 @@ def json_body() -> Any:
     tell us anything.
     """
     raw = request.get_data(cache=False)
+    if _cut_at_the_limit(raw):
+        raise RequestEntityTooLarge()
     if not raw.strip():
         return {}
     return parse_json(raw)
+
+
+def _cut_at_the_limit(raw: bytes) -> bool:
+    """A body of no stated length (chunked) is read up to the limit and no further, and
+    werkzeug does not say whether more followed: the server's stream does."""
+    limit = request.max_content_length
+    if request.content_length is not None or limit is None or len(raw) < limit:
+        return False
+    return bool(request.environ["wsgi.input"].read(1))
 
 
 def parse_json(raw: bytes | str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import requests
 from sqlalchemy import text
 
 from florent.extensions import db
@@ -51,6 +52,32 @@ def test_body_over_one_mebibyte_is_json_413(client, alice):
         "/api/florent/conversations",
         data=b'{"title": "' + b"x" * (1024 * 1024) + b'"}',
         headers={**alice, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.get_json() == {"error": "payload_too_large"}
+
+
+def chunked(base_url: str, path: str, body: bytes, headers: dict[str, str]) -> requests.Response:
+    """A POST whose body is sent chunked, with no Content-Length."""
+    pieces = (body[i : i + 65536] for i in range(0, len(body), 65536))
+    return requests.post(f"{base_url}{path}", data=pieces, headers=headers, timeout=30)
+
+
+def test_a_chunked_body_over_one_mebibyte_is_413_not_cut_short(live_server, alice):
+    """Valid JSON padded past the limit with more after it: read up to the limit only,
+    it would pass for a whole body."""
+    body = b'{"title": "cut"}' + b" " * (1024 * 1024) + b"tail"
+    response = chunked(live_server, "/api/florent/conversations", body, alice)
+    assert (response.status_code, response.json()) == (413, {"error": "payload_too_large"})
+
+    exactly = b'{"title": "whole"}'.ljust(1024 * 1024)
+    response = chunked(live_server, "/api/florent/conversations", exactly, alice)
+    assert response.status_code == 201, response.text
+
+
+def test_a_body_over_one_mebibyte_is_413_where_the_view_reads_none(client, alice):
+    response = client.delete(
+        "/api/florent/conversations", data=b"x" * (1024 * 1024 + 1), headers=alice
     )
     assert response.status_code == 413
     assert response.get_json() == {"error": "payload_too_large"}
