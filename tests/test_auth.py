@@ -144,6 +144,13 @@ def test_non_string_or_missing_kid_is_rejected(client, signing_key, kid):
     assert_unauthorized(client.post(URL, headers=bearer(token)))
 
 
+@pytest.mark.parametrize("kid", ["é", "\udc80"], ids=["not ascii", "a lone surrogate"])
+def test_an_odd_kid_is_401_where_the_development_key_is_trusted(client, signing_key, kid):
+    header = {"alg": "RS256", "typ": "JWT", "kid": kid}
+    token = sign_raw(header, session_claims(), signing_key.private_key)
+    assert_unauthorized(client.post(URL, headers=bearer(token)))
+
+
 def test_raw_signing_helper_makes_tokens_the_service_accepts(client, signing_key):
     header = {"alg": "RS256", "typ": "JWT", "kid": signing_key.kid}
     token = sign_raw(header, session_claims(), signing_key.private_key)
