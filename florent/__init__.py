@@ -110,8 +110,9 @@ def _listen_url(settings: Settings, embedded: EmbeddedPostgres | None) -> Callab
 def init_sockets(app: Flask) -> None:
     app.config["SOCK_SERVER_OPTIONS"] = {
         "ping_interval": SOCKET_PING_SECONDS,
-        # A message frame holds at most 32,000 characters, 4 bytes each, and some JSON.
-        "max_message_size": 256 * 1024,
+        # A message frame follows the REST body's rules, its size limit included: 32,000
+        # characters escaped as JSON may take twelve bytes each ("\ud83d\ude00").
+        "max_message_size": MAX_BODY_BYTES,
     }
     sock.init_app(app)
     app.register_blueprint(sockets_bp)

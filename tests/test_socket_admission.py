@@ -5,6 +5,7 @@ Real sockets, on the development server (the gunicorn path is in test_streaming.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -163,6 +164,20 @@ def test_one_caller_holds_a_bounded_number_of_sockets(client, live_server, alice
     held.append(connect(live_server, conversation_id, mint(live_server, alice, conversation_id)))
     for ws in held:
         hang_up(ws)
+
+
+def test_a_frame_escaped_as_json_may_be_as_long_as_the_rest_body(client, live_server, alice):
+    """The longest content, each character escaped as JSON (`\\ud83d\\ude00`, twelve
+    bytes): a frame the REST body's rules accept."""
+    conversation_id = create_conversation(client, alice)["_id"]
+    ws = connect(live_server, conversation_id, mint(live_server, alice, conversation_id))
+    try:
+        content = "\U0001f600" * 32_000
+        ws.send(json.dumps({"type": "message", "content": content}))  # ensure_ascii
+        first = orjson.loads(ws.receive(timeout=10))
+    finally:
+        hang_up(ws)
+    assert (first["type"], first["message"]["content"]) == ("message", content)
 
 
 def test_every_expired_ticket_is_purged_not_one_batch(app, client, alice):
