@@ -237,6 +237,28 @@ def test_each_piece_is_relayed_as_it_arrives_chunked_or_not(florent, chat, alice
     assert stored(florent, conversation["_id"])[1][-1] == ("assistant", "Hello, I am Florent.")
 
 
+@pytest.mark.parametrize(
+    ("accept", "streamed"),
+    [
+        ("text/event-stream;charset=utf-8", True),
+        ("TEXT/EVENT-STREAM", True),
+        ("application/json, text/event-stream", True),
+        ("text/event-stream;q=0", False),
+        ("text/*", False),
+        ("*/*", False),
+    ],
+)
+def test_a_stream_is_sent_when_accept_names_it(chat, alice, model, accept, streamed):
+    conversation = create_conversation(chat, alice)
+    response = chat.post(
+        messages_url(conversation["_id"]),
+        json={"content": "Hi"},
+        headers={**alice, "Accept": accept},
+    )
+    assert response.status_code == 201
+    assert response.mimetype == ("text/event-stream" if streamed else "application/json")
+
+
 def test_a_nul_in_the_reply_is_relayed_and_stored_as_the_replacement_character(
     florent, chat, alice, model
 ):

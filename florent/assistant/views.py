@@ -86,9 +86,11 @@ def start_reply(conversation_id: str, content: str) -> Reply:
 
 
 def wants_event_stream() -> bool:
-    """The client named text/event-stream in Accept (a wildcard alone means JSON)."""
+    """The client named text/event-stream in Accept, whatever its case and parameters (a
+    wildcard alone means JSON)."""
     return any(
-        mimetype == EVENT_STREAM and quality > 0 for mimetype, quality in request.accept_mimetypes
+        value.partition(";")[0].strip().lower() == EVENT_STREAM and quality > 0
+        for value, quality in request.accept_mimetypes
     )
 
 
