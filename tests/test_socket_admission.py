@@ -129,7 +129,7 @@ def test_a_socket_of_a_key_revoked_while_open_answers_unauthorized_and_closes(
         assert list(stored) == ["Before"]
 
 
-def test_frames_count_against_the_callers_rate_limit(make_app, jwks_server, make_token):
+def test_frames_count_against_the_callers_rate_limit(app, make_app, jwks_server, make_token):
     limited = make_app(jwks_server.url, rate_limit="3 per minute")
     alice = bearer(make_token(ALICE, "org_01ACME"))
     with served(limited) as base:

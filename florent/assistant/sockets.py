@@ -7,6 +7,7 @@ Frames are JSON text: `message` and `stop` in; `message`, `delta`, `done`, `stop
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -143,7 +144,9 @@ class ConversationSocket:
         self.app = current_app._get_current_object()
         self.request_id = g.request_id
         self._send_lock = threading.Lock()
-        self._relaying: threading.Thread | None = None
+        # A turn is in progress from its start until it is settled (stored, or its slot
+        # freed), which is before its last frame is sent.
+        self._replying = False
         self._last_frame = time.monotonic()
 
     def serve(self) -> None:
@@ -171,8 +174,7 @@ class ConversationSocket:
         return False
 
     def _idle(self) -> bool:
-        busy = self._relaying is not None and self._relaying.is_alive()
-        return not busy and time.monotonic() - self._last_frame > IDLE_SECONDS
+        return not self._replying and time.monotonic() - self._last_frame > IDLE_SECONDS
 
     def receive(self, frame: str | bytes) -> None:
         """One frame in; a bad one, or one the conversation refuses, is answered with an
@@ -198,7 +200,7 @@ class ConversationSocket:
         florent.stops.publish(self.conversation_id, slot)
 
     def start_turn(self, content: str) -> None:
-        if self._relaying is not None and self._relaying.is_alive():
+        if self._replying:
             raise ApiError(409, "reply_in_progress")
         florent = assistant()
         if florent.server is None:  # Florent makes no replies: the message is stored
@@ -225,10 +227,11 @@ class ConversationSocket:
             stops=florent.stops,
             relay=florent.relay,
         )
-        self._relaying = threading.Thread(target=self.relay, args=(reply,), daemon=True)
-        self._relaying.start()
+        self._replying = True
+        threading.Thread(target=self.relay, args=(reply,), daemon=True).start()
 
     def relay(self, reply: Reply) -> None:
+        last: dict[str, Any] | None = None
         try:
             for text in reply.events():
                 if text is not HEARTBEAT:
@@ -236,13 +239,17 @@ class ConversationSocket:
             message, conversation = reply.store()
             kind = "stopped" if reply.stopped else "done"
             ended = dump_reply_stopped({"message": message, "conversation": conversation})
-            self.send({"type": kind, **ended})
+            last = {"type": kind, **ended}
         except ConnectionClosed:
             pass  # the person left: as on a stream, no partial reply is kept
         except Exception as error:
-            self.send({"type": "error", "error": as_api_error(error).code})
+            last = {"type": "error", "error": as_api_error(error).code}
         finally:
             reply.close()
+            self._replying = False
+        if last is not None:
+            with contextlib.suppress(ConnectionClosed):
+                self.send(last)
 
     def send(self, frame: dict[str, Any]) -> None:
         """Send a frame; a socket the person has closed raises ConnectionClosed."""

@@ -1,0 +1,57 @@
+"""Turns over the conversation's WebSocket, on the development server with a model server
+on loopback (the gunicorn path is in test_streaming.py)."""
+
+from __future__ import annotations
+
+import orjson
+import requests
+from simple_websocket import Client
+from sqlalchemy import text
+
+from florent.extensions import db
+
+from .conftest import bearer
+from .factories import URL
+from .test_socket_admission import connect, hang_up, mint, say, served
+
+
+def frames_within(ws: Client, seconds: float) -> list[dict]:
+    got = []
+    while (frame := ws.receive(timeout=seconds)) is not None:
+        got.append(orjson.loads(frame))
+    return got
+
+
+def test_a_failed_turn_is_settled_before_its_last_frame(
+    app, make_app, jwks_server, make_token, model
+):
+    """Its reply slot is freed before the `error` frame is sent, so the client may send the
+    next message as soon as it reads it (not be told `reply_in_progress`). The test holds
+    the conversation's row, which freeing the slot waits for."""
+    florent = make_app(jwks_server.url, llm_base_url=model.base_url)
+    alice = bearer(make_token("user_01ALICE", "org_01ACME"))
+    model.stall_after, model.error_after = 1, 2  # a piece, a wait, a piece, then an error
+    with served(florent) as base:
+        created = requests.post(f"{base}{URL}", json={}, headers=alice, timeout=10)
+        conversation_id = created.json()["conversation"]["_id"]
+        ws = connect(base, conversation_id, mint(base, alice, conversation_id))
+        try:
+            ws.send(orjson.dumps({"type": "message", "content": "Go"}).decode())
+            assert [f["type"] for f in frames_within(ws, 1)] == ["message", "delta"]
+            with florent.app_context(), db.engine.connect() as holder:
+                holder.execute(
+                    text("SELECT 1 FROM conversations WHERE id = :id FOR UPDATE"),
+                    {"id": conversation_id},
+                )
+                model.release.set()
+                while_held = frames_within(ws, 1)
+            after = frames_within(ws, 2)
+            assert [f["type"] for f in while_held] == ["delta"]
+            assert after == [{"type": "error", "error": "assistant_unavailable"}]
+
+            model.stall_after = model.error_after = None
+            again = [f["type"] for f in say(ws, "Again")]
+            assert (again[0], again[-1]) == ("message", "done")
+        finally:
+            hang_up(ws)
+        florent.extensions["florent.assistant"].close()
