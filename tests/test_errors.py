@@ -21,6 +21,14 @@ def test_wrong_method_is_json_405_with_allow(client, alice):
     assert "POST" in response.headers["Allow"]
 
 
+def test_options_is_204_with_allow_and_no_body(client, alice):
+    response = client.options("/api/florent/conversations", headers=alice)
+    assert response.status_code == 204
+    assert {"GET", "POST", "DELETE"} <= set(response.headers["Allow"].split(", "))
+    assert "Content-Type" not in response.headers
+    assert response.data == b""
+
+
 def test_unexpected_error_is_json_500_and_logged(make_app, caplog, jwks_server, alice):
     app = make_app(jwks_server.url)
 
