@@ -55,16 +55,17 @@ _open_sockets_lock = threading.Lock()
 
 @bp.before_request
 def admit_with_ticket() -> None:
-    """Refuse the upgrade (401, as JSON) unless the ticket opens this conversation."""
+    """Refuse the upgrade (401, as JSON) unless the ticket opens this conversation, and
+    (429) when its caller holds as many sockets as they may."""
     ticket = request.args.get("ticket", "")
     conversation_id = (request.view_args or {}).get("conversation_id", "")
     caller = tickets.redeem_ticket(ticket, conversation_id) if 0 < len(ticket) <= 500 else None
     if caller is None:
         raise unauthorized()
     g.caller = caller
-    _take_socket_place(caller_key())
     if caller.impersonating:  # the socket is the minting key's, acting for the person
         audit.record_now(impersonation_event(caller))
+    _take_socket_place(caller_key())
     # No permessage-deflate, which simple-websocket accepts whenever offered: frames are
     # small deltas, and each socket's compressors cost memory and every frame CPU.
     request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
