@@ -89,6 +89,14 @@ def text_lengths(converter: Any, field: ma_fields.Field, **kwargs: Any) -> dict[
     return {}
 
 
+def null_constants(converter: Any, field: ma_fields.Field, **kwargs: Any) -> dict[str, Any]:
+    # A field that is always null: apispec knows no type for a Constant, and its nullable
+    # rule would add "null" to any type given, so the type is said here, after that rule.
+    if isinstance(field, ma_fields.Constant) and field.constant is None:
+        return {"type": "null"}
+    return {}
+
+
 def response(description: str, schema: Any = None, **extra: Any) -> dict[str, Any]:
     content = {"content": {"application/json": {"schema": schema}}} if schema else {}
     return {"description": description, **content, **extra}
@@ -158,6 +166,7 @@ def build_document(app: Flask) -> dict[str, Any]:
     marshmallow.map_to_openapi_type(Limit, "integer", None)
     marshmallow.map_to_openapi_type(Count, "number", "double")
     marshmallow.converter.add_attribute_function(text_lengths)
+    marshmallow.converter.add_attribute_function(null_constants)
     spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "description": TOKEN_DESCRIPTION}
     )

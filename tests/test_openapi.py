@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
 from .factories import URL, append_message, create_conversation
 
@@ -108,6 +110,39 @@ def test_every_operation_is_documented_with_every_status_it_can_answer(document)
                 assert response["content"]["application/json"]["schema"] == {
                     "$ref": "#/components/schemas/ErrorResponse"
                 }
+
+
+def schemas_under(node: Any, pointer: str) -> Iterator[tuple[str, Any]]:
+    """Every schema the paths hold inline (parameters, bodies, responses), by JSON pointer."""
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return
+    for key, value in items:
+        where = f"{pointer}/{str(key).replace('~', '~0').replace('/', '~1')}"
+        if key == "schema" and isinstance(node, dict):
+            yield where, value
+        else:
+            yield from schemas_under(value, where)
+
+
+def test_every_schema_of_the_document_is_valid_json_schema_2020_12(document):
+    # OpenAPI 3.1 schemas are JSON Schema 2020-12: a client's validator or generator
+    # refuses a document whose schemas its metaschema rejects.
+    schemas = {
+        f"#/components/schemas/{name}": schema
+        for name, schema in document["components"]["schemas"].items()
+    }
+    schemas.update(schemas_under(document["paths"], "#/paths"))
+    invalid = {}
+    for where, schema in schemas.items():
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as error:
+            invalid[where] = error.message
+    assert invalid == {}
 
 
 def test_document_needs_no_token(client):

@@ -14,7 +14,7 @@ class MessageUnansweredSchema(OutputSchema):
 
     message = fields.Nested(MessageSchema, required=True)
     conversation = fields.Nested(ConversationSchema, required=True)
-    assistant = fields.Constant(None, required=True, metadata={"type": "null"})
+    assistant = fields.Constant(None, required=True)
 
     class Meta(OutputSchema.Meta):
         title = "FlorentMessageUnanswered"
