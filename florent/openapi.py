@@ -105,8 +105,9 @@ def response(description: str, schema: Any = None, **extra: Any) -> dict[str, An
 @dataclass(frozen=True)
 class Operation:
     """What the document says of one view: its success, and every error it can answer
-    beside those every API operation can (400, 401, 403, 405, 429, 503), all as
-    ErrorResponse. The permission it needs is the view's own (auth.requires)."""
+    beside those every API operation can (400, 401, 403, 405, 429, 503), as ErrorResponse
+    unless `error_schemas` names the schema of an error that says more. The permission it
+    needs is the view's own (auth.requires)."""
 
     view: Callable[..., Any]
     method: str
@@ -119,6 +120,7 @@ class Operation:
     body: type[Schema] | None = None
     query: type[Schema] | None = None
     error_descriptions: dict[int, str] = field(default_factory=dict)
+    error_schemas: dict[int, type[Schema]] = field(default_factory=dict)
     optional_body: bool = False
 
     def spec(self) -> dict[str, Any]:
@@ -127,7 +129,8 @@ class Operation:
         responses = {str(status): ok}
         for code in sorted({*self.errors, 400, 401, 403, 405, 429, 503}):
             headers = {"headers": RETRY_AFTER} if code in (429, 503) else {}
-            responses[str(code)] = response(descriptions[code], ErrorResponseSchema, **headers)
+            schema = self.error_schemas.get(code, ErrorResponseSchema)
+            responses[str(code)] = response(descriptions[code], schema, **headers)
         query = [{"in": "query", "schema": self.query}] if self.query else []
         spec: dict[str, Any] = {
             "operationId": self.operation_id,

@@ -83,6 +83,10 @@ def test_the_seed_operation_is_kept(document, seed):
     assert "Idempotency-Key" in {p["name"] for p in ours["parameters"]}
 
 
+# The one error that says more than ErrorResponse: which message was stored.
+SEND_MESSAGE_502 = ("/florent/conversations/{conversation_id}/messages", "post", "502")
+
+
 def test_every_operation_is_documented_with_every_status_it_can_answer(document):
     operations = {(p, m): op for p, item in document["paths"].items() for m, op in item.items()}
     assert set(operations) == {
@@ -106,7 +110,7 @@ def test_every_operation_is_documented_with_every_status_it_can_answer(document)
         if "{conversation_id}" in path:
             assert "404" in statuses, (path, method)
         for status, response in operation["responses"].items():
-            if status >= "400":
+            if status >= "400" and (path, method, status) != SEND_MESSAGE_502:
                 assert response["content"]["application/json"]["schema"] == {
                     "$ref": "#/components/schemas/ErrorResponse"
                 }
@@ -217,3 +221,30 @@ def test_timestamps_in_responses_are_utc_milliseconds(client, alice):
     message = append_message(client, alice, conversation["_id"], "x")["message"]
     for value in (conversation["createdAt"], conversation["updatedAt"], message["createdAt"]):
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", value)
+
+
+def test_the_502_of_a_turn_is_documented_with_the_message_stored(
+    make_app, jwks_server, model, document, alice
+):
+    path, method, status = SEND_MESSAGE_502
+    content = document["paths"][path][method]["responses"][status]["content"]
+    schema = content["application/json"]["schema"]
+    component = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    assert {"error", "message"} <= set(component["required"]) <= set(component["properties"])
+    validator = Draft202012Validator({**schema, "components": document["components"]})
+    assert not validator.is_valid({"error": "assistant_unavailable"})
+
+    chat = make_app(jwks_server.url, llm_base_url=model.base_url)
+    try:
+        client = chat.test_client()
+        conversation = create_conversation(client, alice)
+        model.status = 500
+        response = client.post(
+            f"{URL}/{conversation['_id']}/messages", json={"content": "hi"}, headers=alice
+        )
+    finally:
+        chat.extensions["florent.assistant"].close()
+
+    assert response.status_code == 502
+    assert response.get_json()["message"]["content"] == "hi"
+    validate(document, path, method, response)

@@ -6,6 +6,7 @@ from ..conversations.schemas import MessageCreatedSchema, MessageCreateSchema
 from ..openapi import CONVERSATION_ID, Operation, response
 from . import views
 from .schemas import (
+    AssistantUnavailableSchema,
     MessageUnansweredSchema,
     ReplyDeltaSchema,
     ReplyStoppedSchema,
@@ -62,6 +63,7 @@ OPERATIONS = (
             429: "`rate_limited`, or `too_many_replies`: the caller has as many replies in "
             "progress as they may. Nothing was stored; retry after `Retry-After` seconds.",
         },
+        error_schemas={502: AssistantUnavailableSchema},
     ),
     Operation(
         views.stop_reply,

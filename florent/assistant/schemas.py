@@ -64,6 +64,21 @@ class StoppingSchema(OutputSchema):
         title = "FlorentStopping"
 
 
+class AssistantUnavailableSchema(OutputSchema):
+    """A turn's 502 (florent/errors.py): Florent gave no reply, and the person's message
+    is stored all the same."""
+
+    error = fields.String(required=True, metadata={"enum": ["assistant_unavailable"]})
+    message = fields.Nested(MessageSchema, required=True)
+
+    class Meta(OutputSchema.Meta):
+        title = "FlorentAssistantUnavailable"
+        description = (
+            "The model server gave no reply; `message` is the caller's message, stored all "
+            "the same."
+        )
+
+
 class SocketTicketSchema(OutputSchema):
     """A ticket for the conversation's WebSocket: connect to `wsUrl + "?ticket=" + ticket`."""
 
