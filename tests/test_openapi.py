@@ -149,6 +149,23 @@ def test_every_schema_of_the_document_is_valid_json_schema_2020_12(document):
     assert invalid == {}
 
 
+# The fields of an OpenAPI 3.1 Media Type Object; its schema refuses any other.
+MEDIA_TYPE_FIELDS = {"schema", "example", "examples", "encoding"}
+
+
+def test_every_media_type_holds_only_the_fields_openapi_3_1_allows(document):
+    misplaced = {}
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            bodies = {"requestBody": operation.get("requestBody", {}), **operation["responses"]}
+            for part, body in bodies.items():
+                for media_type, media in body.get("content", {}).items():
+                    extra = {key for key in media if not key.startswith("x-")} - MEDIA_TYPE_FIELDS
+                    if extra:
+                        misplaced[path, method, part, media_type] = sorted(extra)
+    assert misplaced == {}
+
+
 def test_document_needs_no_token(client):
     assert client.get("/api/openapi.json").status_code == 200
 

@@ -44,7 +44,8 @@ EVENT_STREAM_DESCRIPTION = (
 
 TURN_CONTENT = {
     "application/json": {"schema": {"oneOf": [TurnSchema, MessageUnansweredSchema]}},
-    views.EVENT_STREAM: {"schema": {"type": "string"}, "description": EVENT_STREAM_DESCRIPTION},
+    # A media type has no description of its own in OpenAPI 3.1: its schema carries it.
+    views.EVENT_STREAM: {"schema": {"type": "string", "description": EVENT_STREAM_DESCRIPTION}},
 }
 OPERATIONS = (
     Operation(
