@@ -158,9 +158,8 @@ class ConversationSocket:
                 return
             if frame is not None:
                 self._last_frame = time.monotonic()
-                if not self._key_is_live():
+                if not self.receive(frame):
                     return
-                self.receive(frame)
             elif self._idle():
                 self.ws.close(reason=1000, message="idle")
                 return
@@ -177,10 +176,12 @@ class ConversationSocket:
     def _idle(self) -> bool:
         return not self._replying and time.monotonic() - self._last_frame > IDLE_SECONDS
 
-    def receive(self, frame: str | bytes) -> None:
+    def receive(self, frame: str | bytes) -> bool:
         """One frame in; a bad one, or one the conversation refuses, is answered with an
-        `error` frame and the socket stays open."""
+        `error` frame and the socket stays open. False when the socket was closed."""
         try:
+            if not self._key_is_live():
+                return False
             if not frame_within_limit():
                 raise ApiError(429, "rate_limited")
             data = parse_json(frame)
@@ -194,6 +195,7 @@ class ConversationSocket:
             raise
         except Exception as error:
             self.send({"type": "error", **as_api_error(error).body()})
+        return True
 
     def stop(self) -> None:
         florent = assistant()
