@@ -76,6 +76,9 @@ class Conversation(db.Model):
     # Set while Florent is generating a reply: one turn at a time per conversation. A turn
     # that died without clearing it (a killed worker) stops counting once it is stale.
     reply_started_at: Mapped[datetime | None] = timestamp()
+    # The API key that took the reply slot, as itself or acting for the person: a key's
+    # replies in progress are counted as the key's, whoever it named (None: a person's).
+    reply_key_id: Mapped[str | None] = mapped_column(String(24))
     # The title's words, checked on the caller's conversations as a search walks them.
     search: Mapped[str] = search_vector("(title)::text")
 
@@ -102,6 +105,13 @@ class Conversation(db.Model):
             "org_id",
             "user_id",
             postgresql_where=text("reply_started_at IS NOT NULL"),
+        ),
+        # A key's replies in progress, counted the same way.
+        Index(
+            "ix_conversations_key_replying",
+            "org_id",
+            "reply_key_id",
+            postgresql_where=text("reply_key_id IS NOT NULL"),
         ),
     )
 

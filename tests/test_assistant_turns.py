@@ -20,11 +20,12 @@ from sqlalchemy import select, text
 from werkzeug.serving import make_server
 
 from florent import create_app
+from florent.auth.apikeys import issue_api_key
 from florent.extensions import db
 from florent.models import Conversation, Message
 
-from .conftest import dispose_engines, free_port, make_settings, recorded_statements
-from .factories import URL, create_conversation
+from .conftest import bearer, dispose_engines, free_port, make_settings, recorded_statements
+from .factories import TESTER, URL, create_conversation
 from .fake_model_server import COMPLETIONS_PATH, STALL_LIMIT_S
 
 STREAM = {"Accept": "text/event-stream"}
@@ -472,6 +473,40 @@ def test_turns_started_at_once_still_leave_at_most_three_replies(
         model.release.set()
         statuses = sorted(f.result() for f in sent)
     assert statuses == [201] * 3 + [429] * 5
+
+
+def test_a_key_has_at_most_three_replies_in_progress_whoever_it_acts_for(
+    florent, florent_server, chat, model
+):
+    """A key is one caller, as its rate limit counts it: naming other people (or itself)
+    is no way round the cap."""
+    with florent.app_context():
+        _, plaintext = issue_api_key("org_01ACME", "bridge", by=TESTER, can_impersonate=True)
+    as_itself = bearer(plaintext)
+    callers = [{**as_itself, "X-Act-As-User": f"user_0{n}PERSON"} for n in range(3)]
+    callers.append(as_itself)
+    conversations = [create_conversation(chat, caller)["_id"] for caller in callers]
+    model.stall_after = 1
+
+    def send(n: int) -> requests.Response:
+        return requests.post(
+            f"{florent_server}{messages_url(conversations[n])}",
+            json={"content": "hi"},
+            headers=callers[n],
+            timeout=20,
+        )
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        replying = [pool.submit(send, n) for n in range(3)]
+        assert wait_until(lambda: len(model.requests) == 3, timeout=10)
+        fourth = chat.post(
+            messages_url(conversations[3]), json={"content": "hi"}, headers=as_itself
+        )
+        assert (fourth.status_code, fourth.get_json()) == (429, {"error": "too_many_replies"})
+        model.release.set()
+        assert [f.result().status_code for f in replying] == [201, 201, 201]
+    again = chat.post(messages_url(conversations[3]), json={"content": "hi"}, headers=as_itself)
+    assert again.status_code == 201
 
 
 def test_a_turn_needs_room_for_the_message_and_its_reply(florent_with, alice, model):

@@ -26,7 +26,7 @@ from ..conversations.service import (
     owner,
 )
 from ..database import one_statement, transaction
-from ..models import Conversation, Message
+from ..models import Conversation, Message, api_key_user_id
 from .prompt import title_from_message
 
 # A turn holds its conversation's reply slot for at most the reply's deadline plus one
@@ -98,12 +98,25 @@ class Turn:
 # One caller's turns start one at a time, so the count of their replies cannot be outrun.
 LOCK_CALLER = select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("lock"), 0)))
 LIVE_SINCE = func.now() - bindparam("stale_after", type_=Interval)
+# The API key calling, if one is: the caller whose replies are counted.
+REPLYING_KEY = bindparam("replying_key", type_=String)
 # Counted in the turn's statement, after the caller's lock: no other turn of theirs can
-# claim a slot in between.
-REPLYING = (
-    select(func.count())
-    .where(CALLERS, Conversation.reply_started_at > LIVE_SINCE)
-    .scalar_subquery()
+# claim a slot in between. A person's replies, or a key's whoever it acted for (only the
+# branch the CASE takes runs).
+REPLYING = case(
+    (
+        REPLYING_KEY.is_(None),
+        select(func.count())
+        .where(CALLERS, Conversation.reply_started_at > LIVE_SINCE)
+        .scalar_subquery(),
+    ),
+    else_=select(func.count())
+    .where(
+        Conversation.org_id == bindparam("caller_org"),
+        Conversation.reply_key_id == REPLYING_KEY,
+        Conversation.reply_started_at > LIVE_SINCE,
+    )
+    .scalar_subquery(),
 )
 # Untitled: the default title, and never changed since created (a rename moves updated_at).
 UNTITLED = (
@@ -120,16 +133,18 @@ STORE_TURN = StoreMessage.unless(
         ConversationFull: Conversation.message_count <= bindparam("max_messages") - 2,
     },
     reply_started_at=func.now(),
+    reply_key_id=REPLYING_KEY,
     title=case((UNTITLED, bindparam("derived_title", type_=String)), else_=Conversation.title),
 )
 STORE_REPLY = StoreMessage.unless(
     {ConversationNotFound: Conversation.reply_started_at == bindparam("slot")},
     reply_started_at=None,
+    reply_key_id=None,
 )
 ABANDON = (
     update(Conversation)
     .where(OWNED, Conversation.reply_started_at == bindparam("slot"))
-    .values(reply_started_at=None)
+    .values(reply_started_at=None, reply_key_id=None)
     .returning(*CONVERSATION)
 )
 
@@ -185,9 +200,14 @@ def start_turn(caller: Caller, conversation_id: str, *, content: str, limits: Li
     created is titled from this, its first message; a title the person set, even
     "New conversation", stays.
     """
+    # A key is one caller, whoever it acts for, as its rate limit is: its replies are
+    # counted (and its turns started) as the key's, a person's as the person's.
+    key = caller.api_key_id
+    counted_as = api_key_user_id(key) if key else caller.user_id
     params = {
         **owner(caller, conversation_id),
-        "lock": f"florent-turns {caller.org_id} {caller.user_id}",  # ids hold no spaces
+        "lock": f"florent-turns {caller.org_id} {counted_as}",  # ids hold no spaces
+        "replying_key": key,
         "stale_after": limits.stale_after,
         "max_messages": limits.max_messages,
         "max_replies": limits.max_replies_in_progress,
