@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -111,6 +111,14 @@ def expect(event: Event) -> None:
 
 def pending() -> Event | None:
     return g.get("audit_pending") if has_request_context() else None
+
+
+def name_target(target: str) -> None:
+    """The request's pending event names what the request made: a new conversation's id
+    is known only once its use case has chosen it, after the event was expected."""
+    event = pending()
+    if event is not None and event.target is None:
+        expect(replace(event, target=target))
 
 
 def written() -> None:

@@ -388,7 +388,7 @@ def test_erasing_a_person_named_like_a_key_leaves_the_keys_events_about_others(
     monkeypatch.delenv("SUDO_USER", raising=False)
     with app.app_context():
         made, plaintext = issue_api_key("org_01ACME", "bridge", by=TESTER, can_impersonate=True)
-    create_conversation(client, {**bearer(plaintext), "X-Act-As-User": "user_01ALICE"})
+    hers = create_conversation(client, {**bearer(plaintext), "X-Act-As-User": "user_01ALICE"})
     create_conversation(client, {**bearer(plaintext), "X-Act-As-User": made.id})
 
     output = erase(app, made.id)
@@ -396,7 +396,7 @@ def test_erasing_a_person_named_like_a_key_leaves_the_keys_events_about_others(
     assert f"Erased 1 conversations and 1 audit events of {made.id}" in output
     assert [(e.action, e.actor_id, e.acting_for, e.target) for e in trail(app)] == [
         (audit.KEY_ISSUED, "tests", None, made.id),
-        ("api.create_conversation", made.id, "user_01ALICE", None),
+        ("api.create_conversation", made.id, "user_01ALICE", hers["_id"]),
         (audit.PERSON_ERASED, "dpo", None, made.id),
     ]
 

@@ -221,7 +221,7 @@ def test_every_request_made_through_impersonation_is_recorded(app, client):
 
     recorded = events(app)
     assert [(e.action, e.target) for e in recorded] == [
-        ("api.create_conversation", None),
+        ("api.create_conversation", conversation_id),
         ("api.get_conversation", conversation_id),
         ("api.send_message", conversation_id),
     ]
@@ -234,6 +234,22 @@ def test_every_request_made_through_impersonation_is_recorded(app, client):
         assert event.acting_for == ALICE
         assert event.request_id == response.headers["X-Request-Id"]
         assert event.client_address == "127.0.0.1"
+
+
+def test_a_conversation_created_once_for_alice_is_named_in_the_trail(app, client):
+    _, robot = key(app, can_impersonate=True)
+    headers = {**as_user(robot, ALICE), "Idempotency-Key": "for-alice-1"}
+
+    made = client.post(URL, json={"title": "For Alice"}, headers=headers)
+    again = client.post(URL, json={"title": "For Alice"}, headers=headers)
+
+    conversation_id = made.get_json()["conversation"]["_id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    # The replay made nothing: its event names no conversation.
+    assert [(e.action, e.target) for e in events(app)] == [
+        ("api.create_conversation", conversation_id),
+        ("api.create_conversation", None),
+    ]
 
 
 def test_requests_without_impersonation_are_not_recorded(app, client, alice):

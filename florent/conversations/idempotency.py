@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy import Row, delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 
+from .. import audit
 from ..auth import Caller
 from ..extensions import db
 from ..housekeeping import now_and_then
@@ -97,9 +98,9 @@ def create_conversation_once(
             raise IdempotencyKeyReused()
         return StoredResponse(stored.response_status, stored.response_body, replayed=True)
 
-    conversation = db.session.execute(
-        INSERT_CONVERSATION, new_conversation(caller, model=model, **fields)
-    ).one()
+    values = new_conversation(caller, model=model, **fields)
+    audit.name_target(values["id"])
+    conversation = db.session.execute(INSERT_CONVERSATION, values).one()
     body = render(conversation)
     db.session.execute(
         update(IdempotencyKey)

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Executable, Row, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.sql.elements import ColumnElement
 
+from .. import audit
 from ..auth import Caller
 from ..database import one_statement
 from ..ids import is_object_id, new_object_id
@@ -114,8 +115,10 @@ DELETE = delete(Conversation).where(OWNED).returning(Conversation.id)
 
 def create_conversation(caller: Caller, **fields: Any) -> Row[Any]:
     """Start a conversation owned by the caller; `fields` as new_conversation takes them."""
+    values = new_conversation(caller, **fields)
+    audit.name_target(values["id"])
     with one_statement() as connection:
-        return connection.execute(INSERT_CONVERSATION, new_conversation(caller, **fields)).one()
+        return connection.execute(INSERT_CONVERSATION, values).one()
 
 
 def new_conversation(
