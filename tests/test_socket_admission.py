@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 from florent.assistant import sockets, tickets
 from florent.auth.apikeys import issue_api_key, revoke_api_key
 from florent.extensions import db
-from florent.models import Message, SocketTicket
+from florent.models import AuditEvent, Message, SocketTicket
 
 from .conftest import bearer
 from .factories import TESTER, URL, create_conversation
@@ -164,6 +164,31 @@ def test_one_caller_holds_a_bounded_number_of_sockets(client, live_server, alice
     held.append(connect(live_server, conversation_id, mint(live_server, alice, conversation_id)))
     for ws in held:
         hang_up(ws)
+
+
+def test_an_upgrade_refused_for_too_many_sockets_is_in_the_trail_when_acting_for_alice(
+    app, client, live_server, monkeypatch
+):
+    """Every request made acting for a person is recorded, whatever its answer."""
+    monkeypatch.setattr(sockets, "MAX_OPEN_SOCKETS", 0)
+    _, headers = robot(app, can_impersonate=True)
+    headers = {**headers, "X-Act-As-User": ALICE}
+    conversation_id = create_conversation(client, headers)["_id"]
+
+    status, body = upgrade_status(
+        live_server, conversation_id, mint(live_server, headers, conversation_id)
+    )
+
+    assert (status, body) == (429, {"error": "too_many_sockets"})
+    with app.app_context():
+        actions = db.session.scalars(
+            select(AuditEvent.action).where(AuditEvent.action.startswith("api."))
+        ).all()
+    assert sorted(actions) == [
+        "api.conversation_socket",
+        "api.create_conversation",
+        "api.socket_ticket",
+    ]
 
 
 def test_a_frame_escaped_as_json_may_be_as_long_as_the_rest_body(client, live_server, alice):
