@@ -76,8 +76,7 @@ class Conversation(db.Model):
     # Set while Florent is generating a reply: one turn at a time per conversation. A turn
     # that died without clearing it (a killed worker) stops counting once it is stale.
     reply_started_at: Mapped[datetime | None] = timestamp()
-    # The API key that took the reply slot, as itself or acting for the person: a key's
-    # replies in progress are counted as the key's, whoever it named (None: a person's).
+    # The API key that took the reply slot (None: the person did), whoever it acted for.
     reply_key_id: Mapped[str | None] = mapped_column(String(24))
     # The title's words, checked on the caller's conversations as a search walks them.
     search: Mapped[str] = search_vector("(title)::text")
@@ -99,14 +98,13 @@ class Conversation(db.Model):
         # id, which starts with the creation second (the admin's sort by creation).
         Index("ix_conversations_recent", text("updated_at DESC"), text("id DESC")),
         Index("ix_conversations_id", "id"),
-        # A caller's replies in progress, counted before each new turn.
+        # A caller's replies in progress, a person's or a key's, counted before each turn.
         Index(
             "ix_conversations_owner_replying",
             "org_id",
             "user_id",
             postgresql_where=text("reply_started_at IS NOT NULL"),
         ),
-        # A key's replies in progress, counted the same way.
         Index(
             "ix_conversations_key_replying",
             "org_id",
@@ -250,11 +248,8 @@ class Staff(db.Model):
 
 
 class IdempotencyKey(db.Model):
-    """A create request made with an `Idempotency-Key`, and the response it got.
-
-    Kept for 24 hours so a retry replays the original response instead of creating
-    a second conversation; deleted with its conversation.
-    """
+    """A create request made with an `Idempotency-Key` and the response it got, kept 24
+    hours so a retry replays it rather than creating again; deleted with its conversation."""
 
     __tablename__ = "idempotency_keys"
 
@@ -277,8 +272,8 @@ class IdempotencyKey(db.Model):
 
 
 class AuditEvent(db.Model):
-    """A security-relevant event. Append-only: a trigger refuses UPDATE and DELETE, but for
-    a person's erasure (people erase), the one documented way to remove events."""
+    """A security-relevant event. Append-only: triggers refuse UPDATE, DELETE and TRUNCATE,
+    but for a person's erasure (people erase), the one documented way to remove events."""
 
     __tablename__ = "audit_events"
 
