@@ -6,18 +6,14 @@ Real sockets, on the development server (the gunicorn path is in test_streaming.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 
 import orjson
 import pytest
 import requests
 from flask import Flask
-from simple_websocket import Client, ConnectionClosed
+from simple_websocket import ConnectionClosed
 from sqlalchemy import func, select, text
-from werkzeug.serving import make_server
 
 from florent.assistant import sockets, tickets
 from florent.auth.apikeys import issue_api_key, revoke_api_key
@@ -26,67 +22,15 @@ from florent.models import AuditEvent, Message, SocketTicket
 
 from .conftest import bearer
 from .factories import TESTER, URL, create_conversation
+from .sockets import connect, hang_up, mint, say, served, upgrade_status
 
 ALICE = "user_01ALICE"
-
-
-@contextmanager
-def served(app: Flask) -> Iterator[str]:
-    """The app on loopback, as `flask run` serves it; yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
 
 
 def robot(app: Flask, **options) -> tuple[str, dict[str, str]]:
     with app.app_context():
         made, plaintext = issue_api_key("org_01ACME", "bridge", by=TESTER, **options)
         return made.id, bearer(plaintext)
-
-
-def mint(base: str, headers: dict[str, str], conversation_id: str) -> str:
-    response = requests.post(f"{base}{URL}/{conversation_id}/ws-ticket", headers=headers)
-    assert response.status_code == 201, response.text
-    return response.json()["ticket"]
-
-
-def connect(base: str, conversation_id: str, ticket: str) -> Client:
-    url = f"{base.replace('http', 'ws')}{URL}/{conversation_id}/ws?ticket={ticket}"
-    return Client.connect(url)
-
-
-def upgrade_status(base: str, conversation_id: str, ticket: str) -> tuple[int, dict]:
-    """An upgrade that the service refuses: its status and JSON body."""
-    response = requests.get(
-        f"{base}{URL}/{conversation_id}/ws",
-        params={"ticket": ticket},
-        headers={
-            "Connection": "Upgrade",
-            "Upgrade": "websocket",
-            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-            "Sec-WebSocket-Version": "13",
-        },
-        timeout=10,
-    )
-    return response.status_code, response.json()
-
-
-def hang_up(ws: Client) -> None:
-    with suppress(ConnectionClosed):  # the server may have closed it first
-        ws.close()
-
-
-def say(ws: Client, content: str) -> list[dict]:
-    """Send a message frame; the frames answered up to `done` or `error`."""
-    ws.send(orjson.dumps({"type": "message", "content": content}).decode())
-    got = []
-    while not got or got[-1]["type"] not in ("done", "error"):
-        got.append(orjson.loads(ws.receive(timeout=10)))
-    return got
 
 
 @pytest.mark.parametrize("acting_for_alice", [False, True], ids=["as itself", "for alice"])

@@ -12,7 +12,7 @@ from florent.extensions import db
 
 from .conftest import bearer
 from .factories import URL
-from .test_socket_admission import connect, hang_up, mint, say, served
+from .sockets import connect, hang_up, mint, say, served
 
 
 def frames_within(ws: Client, seconds: float) -> list[dict]:
