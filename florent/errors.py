@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from functools import cache
 from typing import Any
 
 import orjson
@@ -88,8 +89,9 @@ def is_api_request() -> bool:
     return request.path == "/api" or request.path.startswith("/api/")
 
 
+@cache
 def domain_errors() -> dict[type[Exception], Callable[[Any], ApiError]]:
-    """Each domain error, and what a client sees of it."""
+    """Each domain error, and what a client sees of it (built once, on first use)."""
     # Imported here: the domain packages import this module for ApiError.
     from .assistant.turns import AssistantUnavailable, NoReplyInProgress, TooManyReplies
     from .conversations.export import ExportInProgress, TooManyExports
