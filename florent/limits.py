@@ -1,5 +1,6 @@
-"""Rate limits: per caller on the API (Flask-Limiter), and throttles on failures
-(failed authentications, failed staff sign-ins) with the `limits` library underneath it.
+"""Rate limits: per caller on the API (Flask-Limiter) and on WebSocket frames, and
+throttles on failures (failed authentications, failed staff sign-ins) with the `limits`
+library underneath it.
 
 Both count in one storage: Redis (REDIS_URL, shared by every process and instance), or
 memory, per process. A storage that is down fails open: requests go through and the
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from functools import cache
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from flask_limiter import RequestLimit
@@ -72,6 +74,29 @@ def _rate_limited(limit: RequestLimit) -> Response:
 
 def _api_limit() -> str:
     return current_app.config["RATELIMIT_API"]
+
+
+# A socket's frames count against the caller's API limit, in a window of their own.
+FRAMES_SCOPE = "socket frames"
+
+
+@cache
+def _items(value: str) -> list[RateLimitItem]:
+    return parse_many(value)
+
+
+def frame_within_limit() -> bool:
+    """Count a WebSocket frame in against the caller's API rate limit, with the strategy
+    and storage Flask-Limiter counts requests with (the socket's upgrade was one
+    request); a storage that is down lets it through, as it does requests."""
+    if not limiter.enabled:
+        return True
+    try:
+        items = _items(_api_limit())
+        return all(limiter.limiter.hit(item, FRAMES_SCOPE, caller_key()) for item in items)
+    except Exception as error:
+        log.warning("socket frame not counted (%s: %s)", type(error).__name__, error)
+        return True
 
 
 def init_limits(app: Flask, api: Blueprint) -> None:

@@ -8,16 +8,13 @@ Frames are JSON text: `message` and `stop` in; `message`, `delta`, `done`, `stop
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections import Counter
-from functools import cache
 from typing import Any
 
 import orjson
 from flask import Blueprint, current_app, g, request
-from limits import RateLimitItem, parse_many
 from simple_websocket import ConnectionClosed
 
 from .. import audit
@@ -27,14 +24,13 @@ from ..auth.caller import unauthorized
 from ..conversations import messages
 from ..conversations.schemas import MessageCreateSchema, dump_message_created
 from ..errors import ApiError, as_api_error
-from ..extensions import limiter, sock
-from ..limits import caller_key
+from ..extensions import sock
+from ..limits import caller_key, frame_within_limit
 from ..validation import load, parse_json
 from . import assistant, tickets, turns
 from .reply import HEARTBEAT, Reply
 from .schemas import dump_reply_delta, dump_reply_stopped
 
-log = logging.getLogger(__name__)
 bp = Blueprint("socket", __name__, url_prefix="/api/florent/conversations")
 
 # A socket with no frame in or out for this long is closed.
@@ -45,8 +41,6 @@ TICK_SECONDS = 1.0
 # and a connection for as long as it is used, so tickets alone, minted within the rate
 # limit, would let one caller fill a worker.
 MAX_OPEN_SOCKETS = 20
-# Frames in count against the caller's API rate limit in a window of their own.
-FRAMES_SCOPE = "socket frames"
 
 message_create_schema = MessageCreateSchema()
 _open_sockets: Counter[str] = Counter()
@@ -72,25 +66,6 @@ def admit_with_ticket() -> None:
     for server in ("gunicorn.socket", "werkzeug.socket"):  # where simple-websocket looks
         if server in request.environ:
             request.environ[server] = WholeFrames(request.environ[server])
-
-
-@cache
-def _limits(value: str) -> list[RateLimitItem]:
-    return parse_many(value)
-
-
-def frame_within_limit() -> bool:
-    """Count a frame in against the caller's API rate limit (a window of its own, as the
-    socket's upgrade was one request); a limit store that is down lets it through, as
-    it does requests."""
-    if not limiter.enabled:
-        return True
-    try:
-        items = _limits(current_app.config["RATELIMIT_API"])
-        return all(limiter.limiter.hit(item, FRAMES_SCOPE, caller_key()) for item in items)
-    except Exception as error:
-        log.warning("socket frame not counted (%s: %s)", type(error).__name__, error)
-        return True
 
 
 def _take_socket_place(key: str) -> None:
