@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import requests
 from sqlalchemy import text
 
 from florent.extensions import db
+
+from .serving import gunicorn
 
 
 def test_unknown_api_route_is_json_404(client):
@@ -71,16 +74,29 @@ def chunked(base_url: str, path: str, body: bytes, headers: dict[str, str]) -> r
     return requests.post(f"{base_url}{path}", data=pieces, headers=headers, timeout=30)
 
 
-def test_a_chunked_body_over_one_mebibyte_is_413_not_cut_short(live_server, alice):
+def assert_chunked_bodies_are_limited(base_url: str, headers: dict[str, str]) -> None:
     """Valid JSON padded past the limit with more after it: read up to the limit only,
     it would pass for a whole body."""
     body = b'{"title": "cut"}' + b" " * (1024 * 1024) + b"tail"
-    response = chunked(live_server, "/api/florent/conversations", body, alice)
+    response = chunked(base_url, "/api/florent/conversations", body, headers)
     assert (response.status_code, response.json()) == (413, {"error": "payload_too_large"})
 
     exactly = b'{"title": "whole"}'.ljust(1024 * 1024)
-    response = chunked(live_server, "/api/florent/conversations", exactly, alice)
+    response = chunked(base_url, "/api/florent/conversations", exactly, headers)
     assert response.status_code == 201, response.text
+
+
+def test_a_chunked_body_over_one_mebibyte_is_413_not_cut_short(live_server, alice):
+    assert_chunked_bodies_are_limited(live_server, alice)
+
+
+@pytest.mark.slow  # gunicorn
+def test_a_chunked_body_over_one_mebibyte_is_413_under_gunicorn_too(
+    app, database_url, jwks_server, alice
+):
+    """json_body asks the server's own stream whether more followed: gunicorn's, here."""
+    with gunicorn(database_url, jwks_server.url) as service:
+        assert_chunked_bodies_are_limited(service.url, alice)
 
 
 def test_a_body_over_one_mebibyte_is_413_where_the_view_reads_none(client, alice):
