@@ -169,6 +169,8 @@ class SocketTicket(db.Model):
     expires_at: Mapped[datetime] = timestamp()
     # The key that minted it while acting for the person `user_id` (X-Act-As-User).
     acting_key_id: Mapped[str | None] = mapped_column(String(24))
+    # When the session token that minted it stops being accepted (Caller.valid_until).
+    caller_valid_until: Mapped[datetime | None] = timestamp()
 
     __table_args__ = (
         of_a_conversation(),
@@ -179,11 +181,8 @@ class SocketTicket(db.Model):
 
 
 class ApiKey(db.Model):
-    """An organization API key. Only a SHA-256 of its secret is stored.
-
-    The secret is 256 random bits, so a fast hash is as strong as a slow one here and
-    keeps verification cheap on every request.
-    """
+    """An organization API key. Only a SHA-256 of its secret is stored: the secret is 256
+    random bits, so a fast hash is as strong as a slow one and keeps each request cheap."""
 
     __tablename__ = "api_keys"
 

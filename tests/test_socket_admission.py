@@ -1,7 +1,8 @@
 """Who may keep a conversation's WebSocket open, and how much it may do: a revoked key's
-tickets and sockets stop working, frames count against the caller's rate limit, one
-caller holds a bounded number of sockets in a process, and expired tickets are purged.
-Real sockets, on the development server (the gunicorn path is in test_streaming.py)."""
+tickets and sockets stop working, and so do an expired session token's; frames count
+against the caller's rate limit, one caller holds a bounded number of sockets in a
+process, and expired tickets are purged. Real sockets, on the development server (the
+gunicorn path is in test_streaming.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy import func, select, text
 
 from florent.assistant import sockets, tickets
 from florent.auth.apikeys import issue_api_key, revoke_api_key
+from florent.auth.sessions import LEEWAY_SECONDS
 from florent.extensions import db
 from florent.models import AuditEvent, Message, SocketTicket
 
@@ -66,6 +68,38 @@ def test_a_socket_of_a_key_revoked_while_open_answers_unauthorized_and_closes(
             ws.receive(timeout=5)
     finally:
         hang_up(ws)
+    with app.app_context():
+        stored = db.session.scalars(
+            select(Message.content).where(Message.conversation_id == conversation["_id"])
+        )
+        assert list(stored) == ["Before"]
+
+
+def test_a_socket_opened_with_a_session_token_stops_when_the_token_expires(
+    app, client, live_server, make_token
+):
+    # A token the service still accepts for a few seconds: expired, but within the
+    # clock skew it tolerates.
+    grace = 3
+    expires = int(time.time()) - LEEWAY_SECONDS + grace
+    headers = bearer(make_token(exp=expires, iat=expires - 600))
+    conversation = create_conversation(client, headers)
+    spare = mint(live_server, headers, conversation["_id"])
+    ws = connect(live_server, conversation["_id"], mint(live_server, headers, conversation["_id"]))
+    try:
+        assert [f["type"] for f in say(ws, "Before")] == ["message", "done"]
+        time.sleep(max(0.0, expires + LEEWAY_SECONDS - time.time()) + 0.2)
+
+        assert say(ws, "After") == [{"type": "error", "error": "unauthorized"}]
+        with pytest.raises(ConnectionClosed):
+            ws.receive(timeout=5)
+    finally:
+        hang_up(ws)
+    # A ticket minted while the token was good opens nothing once it has expired.
+    assert upgrade_status(live_server, conversation["_id"], spare) == (
+        401,
+        {"error": "unauthorized"},
+    )
     with app.app_context():
         stored = db.session.scalars(
             select(Message.content).where(Message.conversation_id == conversation["_id"])

@@ -139,10 +139,13 @@ class ConversationSocket:
                 self.ws.close(reason=1000, message="idle")
                 return
 
-    def _key_is_live(self) -> bool:
-        """A socket opened by an API key stops working once the key is revoked, as its
-        requests do: the next frame is answered `unauthorized`, and the socket closed."""
-        if self.caller.api_key_id is None or key_is_live(self.caller.api_key_id):
+    def _credential_is_live(self) -> bool:
+        """A socket stops working when the credential that opened it would be refused on
+        a request: a key once revoked, a session token once expired. The next frame is
+        answered `unauthorized`, and the socket closed."""
+        caller = self.caller
+        expired = caller.valid_until is not None and caller.valid_until <= time.time()
+        if not expired and (caller.api_key_id is None or key_is_live(caller.api_key_id)):
             return True
         self.send({"type": "error", "error": "unauthorized"})
         self.ws.close(reason=1008, message="unauthorized")
@@ -155,7 +158,7 @@ class ConversationSocket:
         """One frame in; a bad one, or one the conversation refuses, is answered with an
         `error` frame and the socket stays open. False when the socket was closed."""
         try:
-            if not self._key_is_live():
+            if not self._credential_is_live():
                 return False
             if not frame_within_limit():
                 raise ApiError(429, "rate_limited")

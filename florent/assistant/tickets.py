@@ -8,7 +8,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import bindparam, delete, func, insert, select
 
@@ -26,7 +27,15 @@ PURGE_BATCH = 1000
 MINT = (
     insert(SocketTicket)
     .from_select(
-        ["ticket_hash", "org_id", "user_id", "conversation_id", "expires_at", "acting_key_id"],
+        [
+            "ticket_hash",
+            "org_id",
+            "user_id",
+            "conversation_id",
+            "expires_at",
+            "acting_key_id",
+            "caller_valid_until",
+        ],
         select(
             bindparam("ticket_hash"),
             Conversation.org_id,
@@ -34,6 +43,7 @@ MINT = (
             Conversation.id,
             func.now() + timedelta(seconds=TICKET_SECONDS),
             bindparam("acting_key_id"),
+            bindparam("caller_valid_until"),
         ).where(OWNED),
     )
     .returning(SocketTicket.conversation_id)
@@ -46,7 +56,12 @@ REDEEM = (
         SocketTicket.conversation_id == bindparam("conversation_id"),
         SocketTicket.expires_at > func.now(),
     )
-    .returning(SocketTicket.org_id, SocketTicket.user_id, SocketTicket.acting_key_id)
+    .returning(
+        SocketTicket.org_id,
+        SocketTicket.user_id,
+        SocketTicket.acting_key_id,
+        SocketTicket.caller_valid_until,
+    )
 )
 PURGE = delete(SocketTicket).where(
     SocketTicket.ticket_hash.in_(
@@ -70,6 +85,9 @@ def mint_ticket(caller: Caller, conversation_id: str) -> str:
         **owner(caller, conversation_id),
         "ticket_hash": ticket_hash(ticket),
         "acting_key_id": caller.api_key_id if caller.impersonating else None,
+        "caller_valid_until": (
+            None if caller.valid_until is None else datetime.fromtimestamp(caller.valid_until, UTC)
+        ),
     }
     with one_statement() as connection:
         if connection.execute(MINT, params).first() is None:
@@ -92,7 +110,8 @@ def purge_expired_tickets() -> int:
 
 def redeem_ticket(ticket: str, conversation_id: str) -> Caller | None:
     """The caller the ticket was minted for, if it is for this conversation, alive, and
-    not minted by a key revoked since; it cannot be used again either way."""
+    not minted by a key revoked since, nor by a session token expired since; it cannot be
+    used again either way."""
     organization, dot, _ = ticket.partition(".")
     try:
         org_id = base64.urlsafe_b64decode(organization + "=" * (-len(organization) % 4)).decode()
@@ -105,13 +124,23 @@ def redeem_ticket(ticket: str, conversation_id: str) -> Caller | None:
         row = connection.execute(REDEEM, params).first()
     if row is None:
         return None
+    expiry = row.caller_valid_until
+    valid_until = None if expiry is None else expiry.timestamp()
+    if valid_until is not None and valid_until <= time.time():
+        return None
     # The key that minted it: the one acting for the person, or the key acting as itself
     # (whose identity is `apikey_<id>`, which no person's may be).
     key_id = row.acting_key_id or _minting_key(row.user_id)
     if key_id is not None and not key_is_live(key_id):
         return None
     impersonating = row.acting_key_id is not None
-    return Caller(org_id, row.user_id, api_key_id=key_id, impersonating=impersonating)
+    return Caller(
+        org_id,
+        row.user_id,
+        api_key_id=key_id,
+        impersonating=impersonating,
+        valid_until=valid_until,
+    )
 
 
 def _minting_key(user_id: str) -> str | None:

@@ -27,6 +27,9 @@ class Caller:
     can_impersonate: bool = False
     # Set when a key acts on behalf of the person `user_id` (X-Act-As-User).
     impersonating: bool = False
+    # When a session token stops being accepted (its exp, clock skew allowed): a socket
+    # it opened stops there too. None for a key, whose revocation is checked instead.
+    valid_until: float | None = None
 
     def acting_as(self, user_id: str) -> Caller:
         """The key, acting as the person `user_id`: their conversations, its permissions."""

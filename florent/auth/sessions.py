@@ -151,11 +151,11 @@ class SessionTokens:
             return cached.caller
         kid = self._kid(token)
         key = self._signing_key(kid)
-        caller, expires_at = self._verify(token, key)
+        caller = self._verify(token, key)
         with self._lock:
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
                 self._verified.popitem(last=False)
-            until = min(expires_at, time.time() + VERIFIED_CACHE_SECONDS)
+            until = min(caller.valid_until, time.time() + VERIFIED_CACHE_SECONDS)
             self._verified[token] = Verified(caller, kid, key, until)
         return caller
 
@@ -171,7 +171,7 @@ class SessionTokens:
             raise unauthorized()
         return kid
 
-    def _verify(self, token: str, key: Any) -> tuple[Caller, float]:
+    def _verify(self, token: str, key: Any) -> Caller:
         try:
             claims = jwt.decode(
                 token,
@@ -191,7 +191,8 @@ class SessionTokens:
             raise unauthorized()
         if claims["exp"] - claims["iat"] > MAX_LIFETIME_SECONDS:
             raise unauthorized()
-        return Caller(org_id=org_id, user_id=user_id), float(claims["exp"])
+        valid_until = float(claims["exp"]) + LEEWAY_SECONDS
+        return Caller(org_id=org_id, user_id=user_id, valid_until=valid_until)
 
     def _signing_key(self, kid: str) -> Any:
         """The current key for `kid`: the JWKS's (cached for its lifespan), or the dev key."""
