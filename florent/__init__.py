@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, *, instance_path: str | None = 
         SECRET_KEY=settings.secret_key or _development_secret(app),
         FLORENT_ENV=settings.env,
         FLORENT_MODEL=settings.model,
+        FLORENT_AUDIT_RETENTION_DAYS=settings.audit_retention_days,
         **database_config(
             embedded.placeholder_url if embedded else sqlalchemy_url(settings.database_url),
             settings,

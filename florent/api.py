@@ -3,7 +3,7 @@ limited per caller."""
 
 import logging
 
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -11,6 +11,7 @@ from . import audit
 from .assistant.views import bp as assistant_bp
 from .auth import authenticate_request
 from .conversations.views import bp as conversations_bp
+from .housekeeping import now_and_then
 from .limits import init_limits
 
 log = logging.getLogger(__name__)
@@ -57,3 +58,13 @@ def _record_unwritten_audit_event(response: Response) -> Response:
         # The database failed the request's own statements too; the log keeps the event.
         log.exception("audit event not recorded: %s", audit.pending())
     return response
+
+
+@api.teardown_request
+def _purge_expired_audit_events(_error: BaseException | None) -> None:
+    """The trail's housekeeping, after a response is sent, at most once a minute per
+    process: on the requests that fill the trail (those made through impersonation)."""
+    caller = g.get("caller")
+    if caller is not None and caller.impersonating:
+        retention_days = current_app.config["FLORENT_AUDIT_RETENTION_DAYS"]
+        now_and_then("audit trail", lambda: audit.purge_expired(retention_days))

@@ -1,4 +1,5 @@
-"""The audit trail: security-relevant events, appended to `audit_events`, never changed.
+"""The audit trail: security-relevant events, appended to `audit_events`, never changed,
+kept for the retention (FLORENT_AUDIT_RETENTION_DAYS).
 
 An event is written in the transaction of the change it records where there is one
 (a key issued, a staff account deactivated, a request made through impersonation), so
@@ -12,12 +13,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import g, has_request_context, request
 from marshmallow import fields
-from sqlalchemy import Connection, bindparam, delete, insert, select, text
+from sqlalchemy import Connection, Interval, bindparam, delete, func, insert, select, text, tuple_
 
 from .conversations.schemas import Timestamp
 from .dumping import OutputSchema
@@ -43,6 +44,19 @@ ERASING = text("SELECT set_config('florent.erasing_person', 'on', true)")
 # conversations, and the person only in the record of their erasure, which stays.
 ERASE = delete(AuditEvent).where(
     AuditEvent.org_id == bindparam("org_id"), AuditEvent.acting_for == bindparam("user_id")
+)
+# Events past the retention go too, a batch at a time, in a transaction that says it
+# purges: the trigger lets through only events older than its own floor (migration 0016).
+PURGING = text("SELECT set_config('florent.purging_expired', 'on', true)")
+PURGE_BATCH = 1000
+# Per run (once a minute per process): a backlog goes over a few minutes, not in one go.
+PURGE_BATCHES = 10
+PURGE = delete(AuditEvent).where(
+    tuple_(AuditEvent.org_id, AuditEvent.id).in_(
+        select(AuditEvent.org_id, AuditEvent.id)
+        .where(AuditEvent.occurred_at < func.now() - bindparam("retention", type_=Interval()))
+        .limit(PURGE_BATCH)
+    )
 )
 
 
@@ -163,8 +177,8 @@ def list_events(org_id: str | None = None, since: datetime | None = None) -> Ite
 
 def erase_person(org_id: str, user_id: str, *, by: Actor) -> int:
     """Delete the events about a person (requests made acting for them) and record the
-    erasure, in one transaction: the one way an event is ever deleted. Returns how many
-    were."""
+    erasure, in one transaction: the one way an event goes before its retention ends.
+    Returns how many were."""
     connection = db.session.connection()
     connection.execute(ERASING)
     erased = connection.execute(ERASE, {"org_id": org_id, "user_id": user_id}).rowcount
@@ -172,3 +186,18 @@ def erase_person(org_id: str, user_id: str, *, by: Actor) -> int:
     record(Event(org_id, by, PERSON_ERASED, target=user_id), connection)
     db.session.commit()
     return erased
+
+
+def purge_expired(retention_days: int, *, batches: int = PURGE_BATCHES) -> int:
+    """Delete events older than the retention, a batch per transaction; returns how many."""
+    params = {"retention": timedelta(days=retention_days)}
+    total = 0
+    for _ in range(batches):
+        connection = db.session.connection()
+        connection.execute(PURGING)
+        deleted = connection.execute(PURGE, params).rowcount
+        db.session.commit()
+        total += deleted
+        if deleted < PURGE_BATCH:
+            break
+    return total

@@ -19,6 +19,9 @@ FALSE_WORDS = ("0", "false", "no", "off")
 # What the limits library reads; redis+unix:// names a socket (redis-py calls it unix://).
 REDIS_SCHEMES = ("redis", "rediss", "redis+unix")
 N = TypeVar("N", int, float)
+# The audit trail keeps every event at least this long, whatever it is told: the database
+# refuses to purge a younger one (migration 0016).
+AUDIT_MIN_RETENTION_DAYS = 90
 
 
 class ConfigError(RuntimeError):
@@ -80,6 +83,8 @@ class Settings:
     database_prepared_statements: bool = True
     # Proxy hops in front of the service whose X-Forwarded-* headers are believed.
     trusted_proxies: int = 0
+    # Audit events older than this are purged as the service goes.
+    audit_retention_days: int = 365
 
     @property
     def is_production(self) -> bool:
@@ -149,6 +154,7 @@ def read_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         trusted_proxies=_count(
             get("FLORENT_TRUSTED_PROXIES"), Settings.trusted_proxies, "FLORENT_TRUSTED_PROXIES"
         ),
+        audit_retention_days=number(int, "FLORENT_AUDIT_RETENTION_DAYS", "audit_retention_days"),
     )
     check(settings)
     return settings
@@ -162,6 +168,10 @@ def check(settings: Settings) -> None:
         raise ConfigError("FLORENT_LLM_BASE_URL must be an http(s) URL, e.g. http://host:8000/v1")
     if settings.redis_url is not None and not _is_redis_url(settings.redis_url):
         raise ConfigError("REDIS_URL must be a redis://, rediss:// or redis+unix:// URL")
+    if settings.audit_retention_days < AUDIT_MIN_RETENTION_DAYS:
+        raise ConfigError(
+            f"FLORENT_AUDIT_RETENTION_DAYS must be at least {AUDIT_MIN_RETENTION_DAYS}"
+        )
     if not settings.is_production:
         return
     missing = [

@@ -272,7 +272,7 @@ class IdempotencyKey(db.Model):
 
 class AuditEvent(db.Model):
     """A security-relevant event. Append-only: triggers refuse UPDATE, DELETE and TRUNCATE,
-    but for a person's erasure (people erase), the one documented way to remove events."""
+    but for a person's erasure (people erase) and the purge of events past the retention."""
 
     __tablename__ = "audit_events"
 
