@@ -27,7 +27,8 @@ class FakeModelServer:
     stalls after `stall_after` pieces (until `release` is set), drops the connection
     after `drop_after` pieces, ends the body cleanly without finishing after
     `end_after` pieces, sends an error event after `error_after` pieces, answers
-    `status` with an error body, or answers one whole JSON completion."""
+    `status` with an error body, or answers one whole JSON completion. Told
+    `head_delay`, it waits that long before it answers at all."""
 
     def __init__(self, port: int = 0) -> None:
         self.release = threading.Event()
@@ -47,7 +48,12 @@ class FakeModelServer:
                 body = json.loads(self.rfile.read(length))
                 with outer.lock:
                     outer.requests.append(
-                        {"path": self.path, "headers": dict(self.headers), "body": body}
+                        {
+                            "path": self.path,
+                            "headers": dict(self.headers),
+                            "body": body,
+                            "client": self.client_address,
+                        }
                     )
                     outer.received.set()
                 if self.path != COMPLETIONS_PATH:
@@ -57,6 +63,8 @@ class FakeModelServer:
                 elif outer.whole_completion:
                     self._json(200, completion("".join(outer.reply), body["model"]))
                 else:
+                    if outer.head_delay:
+                        outer.release.wait(outer.head_delay)
                     try:
                         self._stream(body["model"])
                     except (BrokenPipeError, ConnectionResetError):
@@ -133,6 +141,7 @@ class FakeModelServer:
         self.hung_up = threading.Event()
         self.reply: list[str] = ["Hello", ", I am ", "Florent", "."]
         self.delay = 0.0
+        self.head_delay = 0.0
         self.stall_after: int | None = None
         self.drop_after: int | None = None
         self.end_after: int | None = None

@@ -644,6 +644,27 @@ def test_a_silent_model_times_out_after_the_read_timeout(florent_with, alice, mo
     assert_only_the_person_message(app, conversation["_id"], "hi", "still there?")
 
 
+def test_a_model_that_does_not_answer_times_out_on_a_reused_connection_too(
+    florent_with, alice, model
+):
+    # The body of a reply is read without a socket timeout (the reply's timer watches
+    # it); urllib3 sets the read timeout again for the next request's head.
+    app = florent_with(llm_read_timeout=0.3)
+    client = app.test_client()
+    conversation = create_conversation(client, alice, title="Mute")
+    first = client.post(messages_url(conversation["_id"]), json={"content": "hi"}, headers=alice)
+    assert first.status_code == 201
+    model.head_delay = 5
+
+    started = time.monotonic()
+    response = client.post(messages_url(conversation["_id"]), json={"content": "?"}, headers=alice)
+    waited = time.monotonic() - started
+
+    assert model.requests[-1]["client"] == model.requests[-2]["client"]  # one connection
+    assert response.status_code == 502
+    assert 0.3 <= waited < 3
+
+
 def test_a_reply_that_takes_longer_than_the_turn_timeout_is_abandoned(florent_with, alice, model):
     app = florent_with(llm_turn_timeout=0.5)
     client = app.test_client()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -65,10 +66,12 @@ class ModelServer:
             maxsize=max_connections,
             headers=headers,
             retries=False,  # a turn is not repeated behind the person's back
-            # `read` bounds each wait for the next bytes (the first token included), not
-            # the whole reply: the turn's deadline does that.
+            # `read` bounds the wait for the response's head; the body is watched by
+            # ModelStream.hang_up_if_silent. Neither bounds the whole reply: the turn's
+            # deadline does that.
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
         )
+        self.read_timeout = read_timeout
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelServer | None:
@@ -91,13 +94,6 @@ class ModelServer:
         """A reply to ask for; iterating it asks, and yields the text as it comes."""
         return ModelStream(self, model, messages)
 
-    def until(self, deadline: float, lines: Iterable[str]) -> Iterator[str]:
-        """The lines, checked against the deadline one by one (keep-alive comments too)."""
-        for line in lines:
-            if time.monotonic() > deadline:
-                raise ModelServerError(f"no whole reply in {self.turn_timeout:g} s")
-            yield line
-
 
 class ModelStream:
     """One reply being read from the model server; `cancel` hangs up on it from another
@@ -107,6 +103,10 @@ class ModelStream:
         self.server, self.model, self.messages = server, model, messages
         self._response: urllib3.BaseHTTPResponse | None = None
         self._cancelled = False
+        # When the model last sent bytes (or was asked); hung up on once it is silent
+        # for the read timeout.
+        self._heard = time.monotonic()
+        self._silent = False
 
     def cancel(self) -> None:
         self._cancelled = True
@@ -117,12 +117,38 @@ class ModelStream:
             with contextlib.suppress(ValueError, RuntimeError, OSError):
                 response.shutdown()
 
+    def hang_up_if_silent(self) -> float:
+        """Hang up once the model has sent nothing for the read timeout; returns the
+        seconds left until it would (infinity once it has). The reply's timer calls it:
+        under gevent, a socket timeout would cost a timer on every read of the body."""
+        if self._silent:
+            return math.inf
+        left = self._heard + self.server.read_timeout - time.monotonic()
+        if left <= 0:
+            self._silent = True
+            self.cancel()
+        return left
+
     def __iter__(self) -> Iterator[str]:
         """The reply's text, piece by piece as the model generates it.
 
         Raises ModelServerError unless the reply arrives whole within the turn's
-        deadline. Closing the iterator early closes the request to the model server.
+        deadline, with no silence longer than the read timeout. Closing the iterator
+        early closes the request to the model server.
         """
+        try:
+            yield from self._reply()
+        except ModelServerError as error:
+            if self._silent:
+                raise self._silence() from error
+            raise
+        if self._silent:
+            raise self._silence()
+
+    def _silence(self) -> ModelServerError:
+        return ModelServerError(f"timed out (silent for {self.server.read_timeout:g} s)")
+
+    def _reply(self) -> Iterator[str]:
         server = self.server
         deadline = time.monotonic() + server.turn_timeout
         body = {
@@ -135,6 +161,10 @@ class ModelStream:
             response = self._response = server.pool.request(
                 "POST", server.url, body=orjson.dumps(body), preload_content=False
             )
+            # The head came within urllib3's read timeout; the body is read without one
+            # (hang_up_if_silent watches it). urllib3 sets it again on the next request.
+            if response.connection is not None and response.connection.sock is not None:
+                response.connection.sock.settimeout(None)
             complete = False
             try:
                 if not self._cancelled:
@@ -163,12 +193,17 @@ class ModelStream:
         # Each piece as soon as it arrives: urllib3's own chunk reader for a chunked body
         # (the cheaper), read1 for one that is not.
         if response.chunked and response.supports_chunked_reads():
-            chunks = response.read_chunked()
+            chunks = self._heard_by(deadline, response.read_chunked())
         else:
-            chunks = iter(lambda: response.read1(READ_SIZE), b"")
-        lines = self.server.until(deadline, sse_lines(chunks))
-        for data in sse_data(lines):
-            if data == "[DONE]" or self._cancelled:
+            chunks = self._heard_by(deadline, iter(lambda: response.read1(READ_SIZE), b""))
+        for data in sse_data(sse_lines(chunks)):
+            if self._cancelled:
+                return
+            if data == "[DONE]":
+                # The body's end is read too (its last, empty chunk): urllib3 then puts the
+                # connection back in the pool, where a body left half read would close it.
+                for _ in chunks:
+                    pass
                 return
             for text, finish_reason in _chunk_parts(data):
                 finished = finished or finish_reason is not None
@@ -179,6 +214,15 @@ class ModelStream:
                     yield text
         if not finished:
             raise ModelServerError("the stream ended before [DONE]")
+
+    def _heard_by(self, deadline: float, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """The body's chunks, each one news from the model (keep-alive comments too),
+        checked against the turn's deadline."""
+        for chunk in chunks:
+            self._heard = time.monotonic()
+            if self._heard > deadline:
+                raise ModelServerError(f"no whole reply in {self.server.turn_timeout:g} s")
+            yield chunk
 
 
 def sse_lines(chunks: Iterable[bytes]) -> Iterator[str]:

@@ -83,7 +83,7 @@ class Reply:
         prompt = build_prompt(self.turn.conversation, self.turn.history, now=datetime.now(UTC))
         self._stream = self.server.open(self.turn.conversation.model, prompt)
         threading.Thread(target=self._read_model, name="florent-reply", daemon=True).start()
-        threading.Thread(target=self._beat, name="florent-heartbeat", daemon=True).start()
+        threading.Thread(target=self._watch, name="florent-reply-timer", daemon=True).start()
         while True:
             item = self._queue.get()
             if item is HEARTBEAT:
@@ -132,13 +132,21 @@ class Reply:
         except Exception as error:  # a stream cancelled under it, or a bug: no reply
             self._queue.put(ModelServerError(f"{type(error).__name__}: {error}"))
 
-    def _beat(self) -> None:
-        """A heartbeat into the queue whenever the model has said nothing for a while (a
-        timer of its own, rather than one on every wait for the next piece)."""
-        interval = self.relay.heartbeat_seconds
-        while not self._over.wait(interval - (time.monotonic() - self._last_text) % interval):
-            if time.monotonic() - self._last_text >= interval:
+    def _watch(self) -> None:
+        """The reply's one timer, rather than one on every wait for the model: a heartbeat
+        into the queue whenever neither text nor a heartbeat went out for a while, and a
+        hang-up on a model silent for the read timeout."""
+        interval, stream = self.relay.heartbeat_seconds, self._stream
+        last_beat = float("-inf")
+        while True:
+            quiet_since = max(self._last_text, last_beat)
+            if time.monotonic() - quiet_since >= interval:
                 self._queue.put(HEARTBEAT)
+                last_beat = time.monotonic()
+                continue
+            wait = quiet_since + interval - time.monotonic()
+            if self._over.wait(max(0.0, min(wait, stream.hang_up_if_silent()))):
+                return
 
     def store(self) -> tuple[Row[Any] | None, Row[Any]]:
         """Store the reply, complete or stopped: (the assistant message, the conversation).
