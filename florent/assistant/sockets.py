@@ -98,7 +98,11 @@ class WholeFrames:
 
     def send(self, data: bytes) -> int:
         with self._lock:
-            self._connection.sendall(data)
+            # One send takes a frame whole unless the client lags; gevent's sendall
+            # spends a getsockopt on every call, so it only finishes what is left.
+            sent = self._connection.send(data)
+            if sent < len(data):
+                self._connection.sendall(memoryview(data)[sent:])
         return len(data)
 
     def __getattr__(self, name: str) -> Any:
