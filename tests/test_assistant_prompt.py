@@ -8,13 +8,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from florent.assistant.model_server import ModelServer, ModelServerError, sse_data
+from florent.assistant.model_server import ModelServer, ModelServerError
 from florent.assistant.prompt import (
     build_prompt,
     starting_with_the_person,
     system_message,
     title_from_message,
 )
+from florent.assistant.sse import sse_data
 from florent.assistant.turns import Limits
 from florent.config import ConfigError, read_settings
 

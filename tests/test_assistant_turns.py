@@ -289,6 +289,19 @@ def test_a_model_server_that_ignores_stream_true_still_replies(florent, chat, al
     assert stored(florent, conversation["_id"])[1][-1] == ("assistant", "Hello, I am Florent.")
 
 
+def test_a_completion_sent_whole_is_held_to_the_length_of_a_streamed_reply(
+    florent, chat, alice, model
+):
+    conversation = create_conversation(chat, alice, title="Whole and long")
+    model.whole_completion = True
+    model.reply = ["word " * 20_001]  # 100,005 characters
+
+    response = chat.post(messages_url(conversation["_id"]), json={"content": "hi"}, headers=alice)
+
+    assert_unavailable(response, "hi")
+    assert_only_the_person_message(florent, conversation["_id"], "hi")
+
+
 def test_replies_match_the_openapi_document(chat, client, alice, model, document):
     operation = document["paths"]["/florent/conversations/{conversation_id}/messages"]["post"]
     content = operation["responses"]["201"]["content"]

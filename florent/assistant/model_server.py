@@ -22,11 +22,14 @@ import urllib3
 from urllib3.exceptions import HTTPError, TimeoutError
 
 from ..config import Settings
+from .sse import sse_data, sse_lines
 
 log = logging.getLogger(__name__)
 
 # A model server that never stops talking is a broken one, not a long reply.
 REPLY_MAX_CHARS = 100_000
+# A completion sent whole is read up to this: the longest reply, every character escaped.
+COMPLETION_MAX_BYTES = 12 * REPLY_MAX_CHARS
 # How much of a model server's error body goes into the log.
 ERROR_BODY_LOGGED = 300
 READ_SIZE = 64 * 1024
@@ -187,7 +190,7 @@ class ModelStream:
             raise ModelServerError(f"HTTP {response.status}: {head!r}")
         if response.headers.get("content-type", "").startswith("application/json"):
             # A server that ignores `stream: true` answers with one whole completion.
-            yield _completion_text(response.read())
+            yield self._whole_completion(response, deadline)
             return
         length, finished = 0, False
         # Each piece as soon as it arrives: urllib3's own chunk reader for a chunked body
@@ -215,6 +218,18 @@ class ModelStream:
         if not finished:
             raise ModelServerError("the stream ended before [DONE]")
 
+    def _whole_completion(self, response: urllib3.BaseHTTPResponse, deadline: float) -> str:
+        """The text of a completion sent whole, held to the same length as a streamed one."""
+        body = bytearray()
+        for chunk in self._heard_by(deadline, response.stream(READ_SIZE)):
+            body += chunk
+            if len(body) > COMPLETION_MAX_BYTES:
+                raise ModelServerError(f"a completion over {COMPLETION_MAX_BYTES} bytes")
+        text = _completion_text(bytes(body))
+        if len(text) > REPLY_MAX_CHARS:
+            raise ModelServerError(f"reply over {REPLY_MAX_CHARS} characters")
+        return text
+
     def _heard_by(self, deadline: float, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """The body's chunks, each one news from the model (keep-alive comments too),
         checked against the turn's deadline."""
@@ -223,34 +238,6 @@ class ModelStream:
             if self._heard > deadline:
                 raise ModelServerError(f"no whole reply in {self.server.turn_timeout:g} s")
             yield chunk
-
-
-def sse_lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """Lines of an event stream, whatever the chunks' boundaries: split as bytes (a
-    newline is never part of a UTF-8 character), then decoded, as SSE always is UTF-8."""
-    rest = b""
-    for chunk in chunks:
-        *lines, rest = (rest + chunk).split(b"\n")
-        for line in lines:
-            yield line.removesuffix(b"\r").decode("utf-8", "replace")
-    if rest:
-        yield rest.decode("utf-8", "replace")
-
-
-def sse_data(lines: Iterable[str]) -> Iterator[str]:
-    """The data of each server-sent event; comments and other fields are of no use here."""
-    data: list[str] = []
-    for line in lines:
-        if not line:
-            if data:
-                yield "\n".join(data)
-                data = []
-            continue
-        field, _, value = line.partition(":")
-        if field == "data":
-            data.append(value[1:] if value.startswith(" ") else value)
-    if data:  # a last event without its blank line
-        yield "\n".join(data)
 
 
 def _chunk_parts(data: str) -> Iterator[tuple[str, str | None]]:
