@@ -28,7 +28,8 @@ class FakeModelServer:
     after `drop_after` pieces, ends the body cleanly without finishing after
     `end_after` pieces, sends an error event after `error_after` pieces, answers
     `status` with an error body, or answers one whole JSON completion. Told
-    `head_delay`, it waits that long before it answers at all."""
+    `head_delay`, it waits that long before it answers at all; told `linger_after_done`,
+    that long between [DONE] and the body's end."""
 
     def __init__(self, port: int = 0) -> None:
         self.release = threading.Event()
@@ -107,6 +108,8 @@ class FakeModelServer:
                     self._event(chunk(model, {"content": piece}))
                 self._event(chunk(model, {}, finish_reason="stop"))
                 self._event("[DONE]")
+                if outer.linger_after_done:
+                    outer.release.wait(outer.linger_after_done)
                 self._write_chunk(b"")
 
             def _event(self, data: dict[str, Any] | str) -> None:
@@ -142,6 +145,7 @@ class FakeModelServer:
         self.reply: list[str] = ["Hello", ", I am ", "Florent", "."]
         self.delay = 0.0
         self.head_delay = 0.0
+        self.linger_after_done = 0.0
         self.stall_after: int | None = None
         self.drop_after: int | None = None
         self.end_after: int | None = None

@@ -678,6 +678,18 @@ def test_a_model_that_does_not_answer_times_out_on_a_reused_connection_too(
     assert 0.3 <= waited < 3
 
 
+def test_a_model_that_lingers_after_done_still_gives_its_whole_reply(florent_with, alice, model):
+    app = florent_with(llm_read_timeout=0.3)
+    client = app.test_client()
+    conversation = create_conversation(client, alice, title="Lingering")
+    model.linger_after_done = 5
+
+    response = client.post(messages_url(conversation["_id"]), json={"content": "hi"}, headers=alice)
+
+    assert response.status_code == 201
+    assert response.get_json()["messages"][1]["content"] == "Hello, I am Florent."
+
+
 def test_a_reply_that_takes_longer_than_the_turn_timeout_is_abandoned(florent_with, alice, model):
     app = florent_with(llm_turn_timeout=0.5)
     client = app.test_client()

@@ -110,6 +110,7 @@ class ModelStream:
         # for the read timeout.
         self._heard = time.monotonic()
         self._silent = False
+        self._whole = False  # [DONE] came: a silence after it costs nothing of the reply
 
     def cancel(self) -> None:
         self._cancelled = True
@@ -145,7 +146,7 @@ class ModelStream:
             if self._silent:
                 raise self._silence() from error
             raise
-        if self._silent:
+        if self._silent and not self._whole:
             raise self._silence()
 
     def _silence(self) -> ModelServerError:
@@ -203,10 +204,8 @@ class ModelStream:
             if self._cancelled:
                 return
             if data == "[DONE]":
-                # The body's end is read too (its last, empty chunk): urllib3 then puts the
-                # connection back in the pool, where a body left half read would close it.
-                for _ in chunks:
-                    pass
+                self._whole = True
+                self._read_to_the_end(chunks)
                 return
             for text, finish_reason in _chunk_parts(data):
                 finished = finished or finish_reason is not None
@@ -229,6 +228,14 @@ class ModelStream:
         if len(text) > REPLY_MAX_CHARS:
             raise ModelServerError(f"reply over {REPLY_MAX_CHARS} characters")
         return text
+
+    def _read_to_the_end(self, chunks: Iterator[bytes]) -> None:
+        """The body's end (its last, empty chunk), read so that urllib3 puts the connection
+        back in its pool, where a body left half read would close it. The reply is whole
+        already: a server that lingers past [DONE] costs only its connection."""
+        with contextlib.suppress(ModelServerError, HTTPError, OSError):
+            for _ in chunks:
+                pass
 
     def _heard_by(self, deadline: float, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """The body's chunks, each one news from the model (keep-alive comments too),
