@@ -2,7 +2,7 @@
 
 Every value can be overridden from the environment (README, "Running in production").
 It imports nothing of the app: gevent must patch the standard library before the app
-(and psycopg, and httpx) is imported, which gunicorn's gevent worker does in each worker.
+(and psycopg, and urllib3) is imported, which gunicorn's gevent worker does in each worker.
 """
 
 import multiprocessing

@@ -3,7 +3,6 @@ that relay replies (server-sent events, the WebSocket)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from flask import Flask, current_app
@@ -39,8 +38,6 @@ class Assistant:
 
 def init_assistant(app: Flask, settings: Settings, *, listen_url: Callable[[], str]) -> None:
     app.extensions[EXTENSION] = Assistant(settings, listen_url)
-    # httpx logs every request at INFO; the "reply" line says more, once per turn.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def assistant() -> Assistant:
