@@ -28,8 +28,8 @@ class FakeModelServer:
     after `drop_after` pieces, ends the body cleanly without finishing after
     `end_after` pieces, sends an error event after `error_after` pieces, answers
     `status` with an error body, or answers one whole JSON completion. Told
-    `head_delay`, it waits that long before it answers at all; told `linger_after_done`,
-    that long between [DONE] and the body's end."""
+    `head_delay`, it waits that long before it answers at all; `body_delay`, between its
+    head and its body; `linger_after_done`, between [DONE] and the body's end."""
 
     def __init__(self, port: int = 0) -> None:
         self.release = threading.Event()
@@ -88,6 +88,9 @@ class FakeModelServer:
                     self.send_header("Connection", "close")
                     self.close_connection = True
                 self.end_headers()
+                self.wfile.flush()
+                if outer.body_delay:
+                    outer.release.wait(outer.body_delay)
                 self._event(chunk(model, {"role": "assistant", "content": ""}))
                 for index, piece in enumerate(outer.reply):
                     if index == outer.drop_after:
@@ -146,6 +149,7 @@ class FakeModelServer:
         self.delay = 0.0
         self.head_delay = 0.0
         self.linger_after_done = 0.0
+        self.body_delay = 0.0
         self.stall_after: int | None = None
         self.drop_after: int | None = None
         self.end_after: int | None = None

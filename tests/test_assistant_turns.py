@@ -678,6 +678,19 @@ def test_a_model_that_does_not_answer_times_out_on_a_reused_connection_too(
     assert 0.3 <= waited < 3
 
 
+def test_the_read_timeout_bounds_each_wait_not_the_head_and_the_first_bytes_together(
+    florent_with, alice, model
+):
+    app = florent_with(llm_read_timeout=2)
+    client = app.test_client()
+    conversation = create_conversation(client, alice, title="Thinking")
+    model.head_delay = model.body_delay = 1.4  # each wait under the timeout, both over it
+
+    response = client.post(messages_url(conversation["_id"]), json={"content": "hi"}, headers=alice)
+
+    assert response.status_code == 201
+
+
 def test_a_model_that_lingers_after_done_still_gives_its_whole_reply(florent_with, alice, model):
     app = florent_with(llm_read_timeout=0.3)
     client = app.test_client()

@@ -106,8 +106,8 @@ class ModelStream:
         self.server, self.model, self.messages = server, model, messages
         self._response: urllib3.BaseHTTPResponse | None = None
         self._cancelled = False
-        # When the model last sent bytes (or was asked); hung up on once it is silent
-        # for the read timeout.
+        # When the model last sent bytes (its head, then each chunk); hung up on once it
+        # is silent for the read timeout.
         self._heard = time.monotonic()
         self._silent = False
         self._whole = False  # [DONE] came: a silence after it costs nothing of the reply
@@ -127,6 +127,8 @@ class ModelStream:
         under gevent, a socket timeout would cost a timer on every read of the body."""
         if self._silent:
             return math.inf
+        if self._response is None:  # the head is urllib3's to time
+            return self.server.read_timeout
         left = self._heard + self.server.read_timeout - time.monotonic()
         if left <= 0:
             self._silent = True
@@ -162,9 +164,10 @@ class ModelStream:
             "max_tokens": server.max_tokens,
         }
         try:
-            response = self._response = server.pool.request(
+            response = server.pool.request(
                 "POST", server.url, body=orjson.dumps(body), preload_content=False
             )
+            self._heard, self._response = time.monotonic(), response
             # The head came within urllib3's read timeout; the body is read without one
             # (hang_up_if_silent watches it). urllib3 sets it again on the next request.
             if response.connection is not None and response.connection.sock is not None:
