@@ -29,7 +29,8 @@ class FakeModelServer:
     `end_after` pieces, sends an error event after `error_after` pieces, answers
     `status` with an error body, or answers one whole JSON completion. Told
     `head_delay`, it waits that long before it answers at all; `body_delay`, between its
-    head and its body; `linger_after_done`, between [DONE] and the body's end."""
+    head and its body; `linger_after_done`, between [DONE] and the body's end. Told
+    `drop_reused`, it closes a connection without a word when a second request comes on it."""
 
     def __init__(self, port: int = 0) -> None:
         self.release = threading.Event()
@@ -47,6 +48,12 @@ class FakeModelServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length))
+                self.served = getattr(self, "served", 0) + 1
+                if outer.drop_reused and self.served > 1:
+                    # As a server whose keep-alive timeout ran out as the request came.
+                    self.close_connection = True
+                    outer.dropped += 1
+                    return
                 with outer.lock:
                     outer.requests.append(
                         {
@@ -150,6 +157,8 @@ class FakeModelServer:
         self.head_delay = 0.0
         self.linger_after_done = 0.0
         self.body_delay = 0.0
+        self.drop_reused = False
+        self.dropped = 0
         self.stall_after: int | None = None
         self.drop_after: int | None = None
         self.end_after: int | None = None

@@ -691,6 +691,21 @@ def test_the_read_timeout_bounds_each_wait_not_the_head_and_the_first_bytes_toge
     assert response.status_code == 201
 
 
+def test_a_pooled_connection_the_model_server_dropped_is_replaced_not_a_failed_turn(
+    florent, chat, alice, model
+):
+    conversation = create_conversation(chat, alice, title="Kept alive")
+    first = chat.post(messages_url(conversation["_id"]), json={"content": "hi"}, headers=alice)
+    assert first.status_code == 201
+    model.drop_reused = True  # the connection the first turn left in the pool is closed
+
+    again = chat.post(messages_url(conversation["_id"]), json={"content": "?"}, headers=alice)
+
+    assert again.status_code == 201
+    assert model.dropped == 1
+    assert model.requests[-1]["client"] != model.requests[-2]["client"]
+
+
 def test_a_model_that_lingers_after_done_still_gives_its_whole_reply(florent_with, alice, model):
     app = florent_with(llm_read_timeout=0.3)
     client = app.test_client()

@@ -4,8 +4,8 @@ The model server is anything that speaks the OpenAI Chat Completions protocol:
 `POST {base}/chat/completions` with `stream: true`, answered as server-sent events of
 `chat.completion.chunk` objects ending with `data: [DONE]`.
 
-It is read with urllib3: relaying hundreds of replies at once in one gevent worker,
-httpx spent about five times its CPU on each piece of text (bench/README.md).
+Read with urllib3, which spends far less CPU on each piece of text than httpx did when
+a gevent worker relays hundreds of replies at once (bench/README.md).
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Iterator
+from http.client import RemoteDisconnected
 from typing import Any
 
 import orjson
 import urllib3
-from urllib3.exceptions import HTTPError, TimeoutError
+from urllib3.exceptions import HTTPError, ProtocolError, TimeoutError
 
 from ..config import Settings
 from .sse import sse_data, sse_lines
@@ -33,6 +34,8 @@ COMPLETION_MAX_BYTES = 12 * REPLY_MAX_CHARS
 # How much of a model server's error body goes into the log.
 ERROR_BODY_LOGGED = 300
 READ_SIZE = 64 * 1024
+# What urllib3's "Connection aborted." wraps when a connection closes before any answer.
+DROPPED_BEFORE_ANSWER = (RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 class ModelServerError(Exception):
@@ -40,12 +43,9 @@ class ModelServerError(Exception):
 
 
 class ModelServer:
-    """An OpenAI-compatible chat completions endpoint, read as a stream.
-
-    One connection pool per process, shared by the threads or greenlets that relay
-    replies, holding as many connections as a worker relays replies at once (it is made
-    in the worker, after gevent has patched the standard library).
-    """
+    """An OpenAI-compatible chat completions endpoint, read as a stream. One connection
+    pool per process (made in the worker, after gevent has patched the standard library),
+    shared by the threads or greenlets that relay replies, a connection for each."""
 
     def __init__(
         self,
@@ -68,7 +68,7 @@ class ModelServer:
             num_pools=1,
             maxsize=max_connections,
             headers=headers,
-            retries=False,  # a turn is not repeated behind the person's back
+            retries=False,  # a reply once begun is never asked for again (but see _ask)
             # `read` bounds the wait for the response's head; the body is watched by
             # ModelStream.hang_up_if_silent. Neither bounds the whole reply: the turn's
             # deadline does that.
@@ -151,6 +151,17 @@ class ModelStream:
         if self._silent and not self._whole:
             raise self._silence()
 
+    def _ask(self, body: bytes) -> urllib3.BaseHTTPResponse:
+        """The model server's answer, its head read; asked again, once, if the connection
+        closed before any answer (a pooled keep-alive one the server had just dropped)."""
+        server = self.server
+        try:
+            return server.pool.request("POST", server.url, body=body, preload_content=False)
+        except ProtocolError as error:
+            if self._cancelled or not isinstance(error.args[-1], DROPPED_BEFORE_ANSWER):
+                raise
+            return server.pool.request("POST", server.url, body=body, preload_content=False)
+
     def _silence(self) -> ModelServerError:
         return ModelServerError(f"timed out (silent for {self.server.read_timeout:g} s)")
 
@@ -164,9 +175,7 @@ class ModelStream:
             "max_tokens": server.max_tokens,
         }
         try:
-            response = server.pool.request(
-                "POST", server.url, body=orjson.dumps(body), preload_content=False
-            )
+            response = self._ask(orjson.dumps(body))
             self._heard, self._response = time.monotonic(), response
             # The head came within urllib3's read timeout; the body is read without one
             # (hang_up_if_silent watches it). urllib3 sets it again on the next request.
