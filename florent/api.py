@@ -60,11 +60,18 @@ def _record_unwritten_audit_event(response: Response) -> Response:
     return response
 
 
-@api.teardown_request
-def _purge_expired_audit_events(_error: BaseException | None) -> None:
-    """The trail's housekeeping, after a response is sent, at most once a minute per
-    process: on the requests that fill the trail (those made through impersonation)."""
+@api.after_request
+def _purge_expired_audit_events(response: Response) -> Response:
+    """The trail's housekeeping, at most once a minute per process, once the response has
+    gone: after the requests that fill the trail (those made through impersonation)."""
     caller = g.get("caller")
     if caller is not None and caller.impersonating:
-        retention_days = current_app.config["FLORENT_AUDIT_RETENTION_DAYS"]
+        app = current_app._get_current_object()
+        response.call_on_close(lambda: _purge_expired_audit_events_of(app))
+    return response
+
+
+def _purge_expired_audit_events_of(app: Flask) -> None:
+    with app.app_context():
+        retention_days = app.config["FLORENT_AUDIT_RETENTION_DAYS"]
         now_and_then("audit trail", lambda: audit.purge_expired(retention_days))

@@ -188,11 +188,13 @@ def erase_person(org_id: str, user_id: str, *, by: Actor) -> int:
     return erased
 
 
-def purge_expired(retention_days: int, *, batches: int = PURGE_BATCHES) -> int:
-    """Delete events older than the retention, a batch per transaction; returns how many."""
+def purge_expired(retention_days: int, *, batches: int | None = PURGE_BATCHES) -> int:
+    """Delete events older than the retention, a batch per transaction, `batches` at most
+    (None: until none is left); returns how many."""
     params = {"retention": timedelta(days=retention_days)}
-    total = 0
-    for _ in range(batches):
+    total, batch = 0, 0
+    while batches is None or batch < batches:
+        batch += 1
         connection = db.session.connection()
         connection.execute(PURGING)
         deleted = connection.execute(PURGE, params).rowcount

@@ -20,8 +20,9 @@ FALSE_WORDS = ("0", "false", "no", "off")
 REDIS_SCHEMES = ("redis", "rediss", "redis+unix")
 N = TypeVar("N", int, float)
 # The audit trail keeps every event at least this long, whatever it is told: the database
-# refuses to purge a younger one (migration 0016).
-AUDIT_MIN_RETENTION_DAYS = 90
+# refuses to purge a younger one (migration 0016). At most a century: longer is no
+# retention, and past PostgreSQL's range of times.
+AUDIT_MIN_RETENTION_DAYS, AUDIT_MAX_RETENTION_DAYS = 90, 36_500
 
 
 class ConfigError(RuntimeError):
@@ -168,9 +169,10 @@ def check(settings: Settings) -> None:
         raise ConfigError("FLORENT_LLM_BASE_URL must be an http(s) URL, e.g. http://host:8000/v1")
     if settings.redis_url is not None and not _is_redis_url(settings.redis_url):
         raise ConfigError("REDIS_URL must be a redis://, rediss:// or redis+unix:// URL")
-    if settings.audit_retention_days < AUDIT_MIN_RETENTION_DAYS:
+    if not AUDIT_MIN_RETENTION_DAYS <= settings.audit_retention_days <= AUDIT_MAX_RETENTION_DAYS:
         raise ConfigError(
-            f"FLORENT_AUDIT_RETENTION_DAYS must be at least {AUDIT_MIN_RETENTION_DAYS}"
+            "FLORENT_AUDIT_RETENTION_DAYS must be from "
+            f"{AUDIT_MIN_RETENTION_DAYS} to {AUDIT_MAX_RETENTION_DAYS}"
         )
     if not settings.is_production:
         return

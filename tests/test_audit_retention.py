@@ -12,7 +12,12 @@ from sqlalchemy.exc import DBAPIError
 
 from florent import audit, housekeeping
 from florent.auth.apikeys import issue_api_key
-from florent.config import AUDIT_MIN_RETENTION_DAYS, ConfigError, read_settings
+from florent.config import (
+    AUDIT_MAX_RETENTION_DAYS,
+    AUDIT_MIN_RETENTION_DAYS,
+    ConfigError,
+    read_settings,
+)
 from florent.extensions import db
 from florent.models import AuditEvent
 
@@ -36,7 +41,9 @@ def actions() -> list[str]:
     return sorted(db.session.scalars(select(AuditEvent.action)))
 
 
-def test_events_past_the_retention_go_after_a_request_made_through_impersonation(app, client):
+def test_events_past_the_retention_go_once_a_request_made_through_impersonation_is_sent(
+    app, client
+):
     with app.app_context():
         assert app.config["FLORENT_AUDIT_RETENTION_DAYS"] == 365
         add_events("old.enough", age_days=366)
@@ -45,12 +52,18 @@ def test_events_past_the_retention_go_after_a_request_made_through_impersonation
     housekeeping.forget("audit trail")
 
     # A request that is not impersonated fills nothing, and purges nothing.
-    assert client.get(URL, headers=bearer(plaintext)).status_code == 200
+    plain = client.get(URL, headers=bearer(plaintext))
+    assert plain.status_code == 200
+    plain.close()
     with app.app_context():
         assert "old.enough" in actions()
 
     headers = {**bearer(plaintext), "X-Act-As-User": "user_01ALICE"}
-    assert client.get(URL, headers=headers).status_code == 200
+    response = client.get(URL, headers=headers)
+    assert response.status_code == 200
+    with app.app_context():
+        assert "old.enough" in actions()  # not while the response is on its way
+    response.close()  # as the server does once it has sent it
 
     with app.app_context():
         assert actions() == sorted([audit.KEY_ISSUED, "api.list_conversations", "within.retention"])
@@ -63,6 +76,20 @@ def test_a_backlog_goes_a_bounded_number_of_batches_at_a_time(app):
         assert audit.purge_expired(365, batches=2) == 2 * audit.PURGE_BATCH
         assert audit.purge_expired(365, batches=2) == 500
         assert actions() == []
+
+
+def test_flask_audit_purge_deletes_every_event_past_the_retention_at_once(app):
+    with app.app_context():
+        add_events("old.enough", age_days=400, count=audit.PURGE_BATCH * audit.PURGE_BATCHES + 1)
+        add_events("within.retention", age_days=364)
+
+    result = app.test_cli_runner().invoke(args=["audit", "purge"])
+
+    assert result.exit_code == 0, result.output
+    expected = audit.PURGE_BATCH * audit.PURGE_BATCHES + 1
+    assert result.output == f"Deleted {expected} audit events older than 365 days.\n"
+    with app.app_context():
+        assert actions() == ["within.retention"]
 
 
 @pytest.mark.parametrize(
@@ -98,8 +125,8 @@ def test_the_purge_keeps_events_younger_than_the_floor_it_may_be_set_to(app):
         assert actions() == ["young"]
 
 
-@pytest.mark.parametrize("value", ["30", "89", "0", "-1", "a year"])
-def test_a_retention_shorter_than_the_floor_or_not_a_number_is_refused(value):
+@pytest.mark.parametrize("value", ["30", "89", "0", "-1", "a year", "36501", "3000000"])
+def test_a_retention_outside_the_floor_and_a_century_or_not_a_number_is_refused(value):
     with pytest.raises(ConfigError, match="FLORENT_AUDIT_RETENTION_DAYS"):
         read_settings({"FLORENT_AUDIT_RETENTION_DAYS": value})
 
@@ -108,5 +135,7 @@ def test_a_retention_of_the_floor_or_longer_is_taken():
     floor = str(AUDIT_MIN_RETENTION_DAYS)
     assert read_settings({"FLORENT_AUDIT_RETENTION_DAYS": floor}).audit_retention_days == 90
     assert read_settings({"FLORENT_AUDIT_RETENTION_DAYS": "730"}).audit_retention_days == 730
+    century = read_settings({"FLORENT_AUDIT_RETENTION_DAYS": str(AUDIT_MAX_RETENTION_DAYS)})
+    assert century.audit_retention_days == AUDIT_MAX_RETENTION_DAYS
     assert read_settings({}).audit_retention_days == 365
     assert timedelta(days=read_settings({}).audit_retention_days) > timedelta(days=90)

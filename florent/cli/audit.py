@@ -1,5 +1,6 @@
-"""`flask audit list`: the audit trail as JSON lines; `flask people erase`: a person's
-data erased on a data-protection request, and audited."""
+"""`flask audit list`: the audit trail as JSON lines; `flask audit purge`: the events past
+the retention deleted now; `flask people erase`: a person's data erased on a
+data-protection request, and audited."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from datetime import UTC, datetime
 
 import click
 import orjson
+from flask import current_app
 from flask.cli import AppGroup
 
 from .. import audit
 from ..conversations.erasure import erase_person
 
-audit_cli = AppGroup("audit", help="Read the audit trail.")
+audit_cli = AppGroup("audit", help="Read the audit trail, or purge what is past its retention.")
 people_cli = AppGroup("people", help="Data-protection requests about a person.")
 
 
@@ -37,6 +39,15 @@ def list_audit_events(org_id: str | None, since: datetime | None) -> None:
     schema = audit.AuditEventSchema()
     for event in audit.list_events(org_id=org_id, since=since):
         click.echo(orjson.dumps(schema.dump(event)))
+
+
+@audit_cli.command("purge")
+def purge_audit_events() -> None:
+    """Delete every event older than the retention (FLORENT_AUDIT_RETENTION_DAYS) now. The
+    service does it as it goes, after requests made through impersonation."""
+    retention_days = current_app.config["FLORENT_AUDIT_RETENTION_DAYS"]
+    deleted = audit.purge_expired(retention_days, batches=None)
+    click.echo(f"Deleted {deleted} audit events older than {retention_days} days.")
 
 
 @people_cli.command("erase")
