@@ -31,8 +31,7 @@ log = logging.getLogger(__name__)
 REPLY_MAX_CHARS = 100_000
 # A completion sent whole is read up to this: the longest reply, every character escaped.
 COMPLETION_MAX_BYTES = 12 * REPLY_MAX_CHARS
-# How much of a model server's error body goes into the log.
-ERROR_BODY_LOGGED = 300
+ERROR_BODY_LOGGED = 300  # bytes of a model server's error body that go into the log
 READ_SIZE = 64 * 1024
 # What urllib3's "Connection aborted." wraps when a connection closes before any answer.
 DROPPED_BEFORE_ANSWER = (RemoteDisconnected, ConnectionResetError, BrokenPipeError)
@@ -158,7 +157,8 @@ class ModelStream:
         try:
             return server.pool.request("POST", server.url, body=body, preload_content=False)
         except ProtocolError as error:
-            if self._cancelled or not isinstance(error.args[-1], DROPPED_BEFORE_ANSWER):
+            cause = error.args[-1] if error.args else None
+            if self._cancelled or not isinstance(cause, DROPPED_BEFORE_ANSWER):
                 raise
             return server.pool.request("POST", server.url, body=body, preload_content=False)
 
