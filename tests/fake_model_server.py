@@ -30,7 +30,8 @@ class FakeModelServer:
     `status` with an error body, or answers one whole JSON completion. Told
     `head_delay`, it waits that long before it answers at all; `body_delay`, between its
     head and its body; `linger_after_done`, between [DONE] and the body's end. Told
-    `drop_reused`, it closes a connection without a word when a second request comes on it."""
+    `drop_reused`, it closes a connection without a word when a second request comes on it;
+    `die_after`, every connection, that long after a request, without a word."""
 
     def __init__(self, port: int = 0) -> None:
         self.release = threading.Event()
@@ -53,6 +54,12 @@ class FakeModelServer:
                     # As a server whose keep-alive timeout ran out as the request came.
                     self.close_connection = True
                     outer.dropped += 1
+                    return
+                if outer.die_after is not None:
+                    # As a server that took the request, then died: no answer, later.
+                    outer.dropped += 1
+                    outer.release.wait(outer.die_after)
+                    self.close_connection = True
                     return
                 with outer.lock:
                     outer.requests.append(
@@ -158,6 +165,7 @@ class FakeModelServer:
         self.linger_after_done = 0.0
         self.body_delay = 0.0
         self.drop_reused = False
+        self.die_after: float | None = None
         self.dropped = 0
         self.stall_after: int | None = None
         self.drop_after: int | None = None

@@ -706,6 +706,20 @@ def test_a_pooled_connection_the_model_server_dropped_is_replaced_not_a_failed_t
     assert model.requests[-1]["client"] != model.requests[-2]["client"]
 
 
+def test_a_request_the_model_server_took_and_then_died_on_is_not_sent_again(
+    florent_with, alice, model
+):
+    app = florent_with(llm_connect_timeout=0.3)
+    client = app.test_client()
+    conversation = create_conversation(client, alice, title="Once")
+    model.die_after = 0.5  # later than a dropped keep-alive connection fails
+
+    response = client.post(messages_url(conversation["_id"]), json={"content": "hi"}, headers=alice)
+
+    assert response.status_code == 502
+    assert model.dropped == 1  # asked once: the generation may have run
+
+
 def test_a_model_that_lingers_after_done_still_gives_its_whole_reply(florent_with, alice, model):
     app = florent_with(llm_read_timeout=0.3)
     client = app.test_client()

@@ -33,8 +33,6 @@ REPLY_MAX_CHARS = 100_000
 COMPLETION_MAX_BYTES = 12 * REPLY_MAX_CHARS
 ERROR_BODY_LOGGED = 300  # bytes of a model server's error body that go into the log
 READ_SIZE = 64 * 1024
-# What urllib3's "Connection aborted." wraps when a connection closes before any answer.
-DROPPED_BEFORE_ANSWER = (RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 class ModelServerError(Exception):
@@ -73,7 +71,7 @@ class ModelServer:
             # deadline does that.
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
         )
-        self.read_timeout = read_timeout
+        self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelServer | None:
@@ -151,14 +149,16 @@ class ModelStream:
             raise self._silence()
 
     def _ask(self, body: bytes) -> urllib3.BaseHTTPResponse:
-        """The model server's answer, its head read; asked again, once, if the connection
-        closed before any answer (a pooled keep-alive one the server had just dropped)."""
-        server = self.server
+        """The model server's answer, its head read. Asked again, once, if the connection
+        closed at once without a byte of answer: a pooled keep-alive connection the server
+        had just dropped, not a request it took (which fails later, or with a reset)."""
+        server, asked = self.server, time.monotonic()
         try:
             return server.pool.request("POST", server.url, body=body, preload_content=False)
         except ProtocolError as error:
             cause = error.args[-1] if error.args else None
-            if self._cancelled or not isinstance(cause, DROPPED_BEFORE_ANSWER):
+            at_once = time.monotonic() - asked < server.connect_timeout
+            if self._cancelled or not at_once or not isinstance(cause, RemoteDisconnected):
                 raise
             return server.pool.request("POST", server.url, body=body, preload_content=False)
 
