@@ -187,11 +187,9 @@ class ModelStream:
                     yield from self._texts(response, deadline)
                     complete = not self._cancelled
             finally:
-                if complete:
-                    response.drain_conn()  # its last bytes read, the connection is reused
-                else:
+                if not complete:  # a body left half read: its connection cannot be reused
                     response.close()
-                    response.release_conn()
+                response.release_conn()  # a whole body read has released it already
         except TimeoutError as error:
             raise ModelServerError(f"timed out ({type(error).__name__})") from error
         except (HTTPError, OSError) as error:
