@@ -159,6 +159,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows for the deep-list run")
     parser.add_argument("--repo", type=Path, default=BENCH.parent, help="checkout to serve")
     parser.add_argument("--skip-depth", action="store_true", help="no 1M-row list run")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="serve floor_app.py (the use cases and dumps alone) instead of the service",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (make bench installs it)")
@@ -171,10 +176,15 @@ def main() -> None:
 
     service_port, baseline_port = free_port(), free_port()
     config = repo / "gunicorn.conf.py"
-    service = gunicorn("wsgi:app", service_port, env, config=config, cwd=repo)
+    if args.floor:
+        service = gunicorn("floor_app:app", service_port, env, config=config, cwd=BENCH)
+        ready, args.skip_depth = "/api/florent/conversations?limit=1", True
+    else:
+        service = gunicorn("wsgi:app", service_port, env, config=config, cwd=repo)
+        ready = "/healthz"
     baseline = gunicorn("baseline_app:app", baseline_port, env, config=config, cwd=BENCH)
     try:
-        wait_until_up(f"http://127.0.0.1:{service_port}/healthz")
+        wait_until_up(f"http://127.0.0.1:{service_port}{ready}")
         wait_until_up(f"http://127.0.0.1:{baseline_port}/")
         api = f"http://127.0.0.1:{service_port}/api/florent/conversations"
         baseline_url = f"http://127.0.0.1:{baseline_port}/"
@@ -183,7 +193,8 @@ def main() -> None:
         def run(url: str, **kw) -> dict:
             return wrk(url, duration=args.duration, connections=CONNECTIONS, **kw)
 
-        print(f"serving {repo} with its gunicorn.conf.py {overrides or ''}")
+        served = "bench/floor_app.py on the code of" if args.floor else "serving"
+        print(f"{served} {repo} with its gunicorn.conf.py {overrides or ''}")
         print(f"wrk: {CONNECTIONS} connections, {args.duration} s a run; the baseline (bare")
         print(
             "Flask, same gunicorn settings) runs around every run, and ratios are to their mean\n"
