@@ -20,10 +20,13 @@ from . import audit
 from .config import Settings
 from .extensions import db
 
-# When PostgreSQL is down or saturated, a request answers 503 in about 3 s instead
-# of hanging.
+# When PostgreSQL is down or saturated, a request answers 503 instead of hanging: a
+# connection not made within CONNECT_TIMEOUT_S, a statement past STATEMENT_TIMEOUT_MS.
 CONNECT_TIMEOUT_S = 2
-POOL_TIMEOUT_S = 2
+# Connections are held for statements only, so a wait for one is the worker's own
+# backlog: a burst of turns on a busy worker, whose statements each wait their turn in
+# its loop. Waiting it out starts a person's turn a few seconds late instead of failing it.
+POOL_TIMEOUT_S = 5
 STATEMENT_TIMEOUT_MS = 2500
 SESSION_OPTIONS = f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c timezone=UTC"
 

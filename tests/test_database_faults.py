@@ -195,3 +195,28 @@ def test_a_failed_statement_never_logs_its_values(app, caplog):
     assert "hidden due to hide_parameters" in str(raised.value)
     assert secret not in str(raised.value)
     assert secret not in caplog.text and "database error" in caplog.text
+
+
+@pytest.mark.slow  # waits seconds for a pooled connection
+def test_a_request_waits_out_a_pool_in_use_for_a_few_seconds(app, client, alice):
+    """Every pooled connection in use for three seconds (a burst of turns on a busy
+    worker): a request is answered once one is free, not refused with 503."""
+    options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+    with app.app_context():
+        held = [db.engine.connect() for _ in range(options["pool_size"] + options["max_overflow"])]
+
+    def free_them() -> None:
+        time.sleep(3)
+        for connection in held:
+            connection.close()
+
+    freer = threading.Thread(target=free_them)
+    freer.start()
+    try:
+        started = time.monotonic()
+        response = client.get(URL, headers=alice)
+        waited = time.monotonic() - started
+    finally:
+        freer.join()
+    assert response.status_code == 200, response.get_json()
+    assert waited >= 2.5  # it did wait for a connection
