@@ -1,5 +1,5 @@
-"""The one path to PostgreSQL: Flask-SQLAlchemy's engine and session, set to fail fast
-and to recover by itself."""
+"""The one path to PostgreSQL: Flask-SQLAlchemy's engine and session, set to give up
+rather than hang, and to recover by itself."""
 
 from __future__ import annotations
 
@@ -21,11 +21,14 @@ from .config import Settings
 from .extensions import db
 
 # When PostgreSQL is down or saturated, a request answers 503 instead of hanging: a
-# connection not made within CONNECT_TIMEOUT_S, a statement past STATEMENT_TIMEOUT_MS.
+# connection not made within CONNECT_TIMEOUT_S, a statement past STATEMENT_TIMEOUT_MS,
+# a connection not free within POOL_TIMEOUT_S (each wait adds to the next).
 CONNECT_TIMEOUT_S = 2
-# Connections are held for statements only, so a wait for one is the worker's own
-# backlog: a burst of turns on a busy worker, whose statements each wait their turn in
-# its loop. Waiting it out starts a person's turn a few seconds late instead of failing it.
+# Connections are held for a request's statements (an export's for its whole body, on at
+# most half the pool), so a long wait for one is mostly the worker's own backlog: a burst
+# of turns on a busy worker, each statement waiting its turn in the loop. Waiting it out
+# starts a person's turn seconds late instead of failing it; the price is that when
+# PostgreSQL is stuck, requests queued behind the pool answer 503 a few seconds later.
 POOL_TIMEOUT_S = 5
 STATEMENT_TIMEOUT_MS = 2500
 SESSION_OPTIONS = f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c timezone=UTC"

@@ -137,7 +137,8 @@ def as_api_error(error: Exception) -> ApiError:
 def database_error(error: DBAPIError | PoolTimeoutError) -> ApiError:
     """What a client sees when the database fails a request."""
     if isinstance(error, PoolTimeoutError):
-        # Every connection is busy (PostgreSQL saturated or slow): shed load, fast.
+        # Every connection stayed busy past the pool's timeout (PostgreSQL saturated or
+        # stuck, or a worker far behind): shed the load.
         log.error("database connection pool exhausted")
         return unavailable()
     sqlstate = getattr(error.orig, "sqlstate", None) or ""

@@ -125,7 +125,7 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """PostgreSQL answers within about a second."""
+    """PostgreSQL answers within about a second (once a pooled connection is free)."""
     try:
         db.session.execute(text(f"SET LOCAL statement_timeout = {READINESS_TIMEOUT_MS}"))
         db.session.execute(text("SELECT 1"))
