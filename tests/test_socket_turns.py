@@ -3,11 +3,15 @@ on loopback (the gunicorn path is in test_streaming.py)."""
 
 from __future__ import annotations
 
+import time
+
 import orjson
+import pytest
 import requests
-from simple_websocket import Client
+from simple_websocket import Client, ConnectionClosed
 from sqlalchemy import text
 
+from florent.assistant import sockets
 from florent.extensions import db
 
 from .conftest import bearer
@@ -54,4 +58,42 @@ def test_a_failed_turn_is_settled_before_its_last_frame(
             assert (again[0], again[-1]) == ("message", "done")
         finally:
             hang_up(ws)
+        florent.extensions["florent.assistant"].close()
+
+
+@pytest.mark.slow  # waits out a shortened idle time, twice
+def test_a_socket_idle_past_its_time_is_closed_but_never_during_a_reply(
+    app, make_app, jwks_server, make_token, model, monkeypatch
+):
+    """No frame in or out for IDLE_SECONDS closes the socket (1000, "idle"); a reply in
+    progress keeps it open however long the model is silent."""
+    monkeypatch.setattr(sockets, "IDLE_SECONDS", 1.0)
+    monkeypatch.setattr(sockets, "TICK_SECONDS", 0.1)
+    florent = make_app(jwks_server.url, llm_base_url=model.base_url)
+    alice = bearer(make_token("user_01ALICE", "org_01ACME"))
+    model.stall_after = 1  # a piece, then silence until released
+    try:
+        with served(florent) as base:
+            created = requests.post(f"{base}{URL}", json={}, headers=alice, timeout=10)
+            conversation_id = created.json()["conversation"]["_id"]
+            ws = connect(base, conversation_id, mint(base, alice, conversation_id))
+            try:
+                ws.send(orjson.dumps({"type": "message", "content": "Go"}).decode())
+                assert [f["type"] for f in frames_within(ws, 1)] == ["message", "delta"]
+                try:
+                    assert frames_within(ws, 1.5) == []  # silent past the idle time, still open
+                    model.release.set()
+                    while (frame := orjson.loads(ws.receive(timeout=5)))["type"] == "delta":
+                        pass
+                except ConnectionClosed:
+                    pytest.fail("the socket was closed during a reply")
+                assert frame["type"] == "done"
+                started = time.monotonic()
+                with pytest.raises(ConnectionClosed):
+                    ws.receive(timeout=5)
+                assert 0.5 <= time.monotonic() - started < 4
+                assert (ws.close_reason, ws.close_message) == (1000, "idle")
+            finally:
+                hang_up(ws)
+    finally:
         florent.extensions["florent.assistant"].close()
