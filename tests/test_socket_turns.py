@@ -4,10 +4,14 @@ on loopback (the gunicorn path is in test_streaming.py)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import orjson
 import pytest
 import requests
+from flask import Flask
 from simple_websocket import Client, ConnectionClosed
 from sqlalchemy import text
 
@@ -26,6 +30,27 @@ def frames_within(ws: Client, seconds: float) -> list[dict]:
     return got
 
 
+@contextmanager
+def turn_started(florent: Flask, make_token: Any) -> Iterator[tuple[Client, str]]:
+    """Alice's turn ("Go") on a new conversation's socket, served by `florent`, once its
+    first frames (message, delta) are read: the socket and the conversation's id. The
+    socket is hung up and the app's assistant closed after."""
+    alice = bearer(make_token("user_01ALICE", "org_01ACME"))
+    try:
+        with served(florent) as base:
+            created = requests.post(f"{base}{URL}", json={}, headers=alice, timeout=10)
+            conversation_id = created.json()["conversation"]["_id"]
+            ws = connect(base, conversation_id, mint(base, alice, conversation_id))
+            try:
+                ws.send(orjson.dumps({"type": "message", "content": "Go"}).decode())
+                assert [f["type"] for f in frames_within(ws, 1)] == ["message", "delta"]
+                yield ws, conversation_id
+            finally:
+                hang_up(ws)
+    finally:
+        florent.extensions["florent.assistant"].close()
+
+
 def test_a_failed_turn_is_settled_before_its_last_frame(
     app, make_app, jwks_server, make_token, model
 ):
@@ -33,32 +58,22 @@ def test_a_failed_turn_is_settled_before_its_last_frame(
     next message as soon as it reads it (not be told `reply_in_progress`). The test holds
     the conversation's row, which freeing the slot waits for."""
     florent = make_app(jwks_server.url, llm_base_url=model.base_url)
-    alice = bearer(make_token("user_01ALICE", "org_01ACME"))
     model.stall_after, model.error_after = 1, 2  # a piece, a wait, a piece, then an error
-    with served(florent) as base:
-        created = requests.post(f"{base}{URL}", json={}, headers=alice, timeout=10)
-        conversation_id = created.json()["conversation"]["_id"]
-        ws = connect(base, conversation_id, mint(base, alice, conversation_id))
-        try:
-            ws.send(orjson.dumps({"type": "message", "content": "Go"}).decode())
-            assert [f["type"] for f in frames_within(ws, 1)] == ["message", "delta"]
-            with florent.app_context(), db.engine.connect() as holder:
-                holder.execute(
-                    text("SELECT 1 FROM conversations WHERE id = :id FOR UPDATE"),
-                    {"id": conversation_id},
-                )
-                model.release.set()
-                while_held = frames_within(ws, 1)
-            after = frames_within(ws, 2)
-            assert [f["type"] for f in while_held] == ["delta"]
-            assert after == [{"type": "error", "error": "assistant_unavailable"}]
+    with turn_started(florent, make_token) as (ws, conversation_id):
+        with florent.app_context(), db.engine.connect() as holder:
+            holder.execute(
+                text("SELECT 1 FROM conversations WHERE id = :id FOR UPDATE"),
+                {"id": conversation_id},
+            )
+            model.release.set()
+            while_held = frames_within(ws, 1)
+        after = frames_within(ws, 2)
+        assert [f["type"] for f in while_held] == ["delta"]
+        assert after == [{"type": "error", "error": "assistant_unavailable"}]
 
-            model.stall_after = model.error_after = None
-            again = [f["type"] for f in say(ws, "Again")]
-            assert (again[0], again[-1]) == ("message", "done")
-        finally:
-            hang_up(ws)
-        florent.extensions["florent.assistant"].close()
+        model.stall_after = model.error_after = None
+        again = [f["type"] for f in say(ws, "Again")]
+        assert (again[0], again[-1]) == ("message", "done")
 
 
 @pytest.mark.slow  # waits out a shortened idle time, twice
@@ -70,30 +85,18 @@ def test_a_socket_idle_past_its_time_is_closed_but_never_during_a_reply(
     monkeypatch.setattr(sockets, "IDLE_SECONDS", 1.0)
     monkeypatch.setattr(sockets, "TICK_SECONDS", 0.1)
     florent = make_app(jwks_server.url, llm_base_url=model.base_url)
-    alice = bearer(make_token("user_01ALICE", "org_01ACME"))
     model.stall_after = 1  # a piece, then silence until released
-    try:
-        with served(florent) as base:
-            created = requests.post(f"{base}{URL}", json={}, headers=alice, timeout=10)
-            conversation_id = created.json()["conversation"]["_id"]
-            ws = connect(base, conversation_id, mint(base, alice, conversation_id))
-            try:
-                ws.send(orjson.dumps({"type": "message", "content": "Go"}).decode())
-                assert [f["type"] for f in frames_within(ws, 1)] == ["message", "delta"]
-                try:
-                    assert frames_within(ws, 1.5) == []  # silent past the idle time, still open
-                    model.release.set()
-                    while (frame := orjson.loads(ws.receive(timeout=5)))["type"] == "delta":
-                        pass
-                except ConnectionClosed:
-                    pytest.fail("the socket was closed during a reply")
-                assert frame["type"] == "done"
-                started = time.monotonic()
-                with pytest.raises(ConnectionClosed):
-                    ws.receive(timeout=5)
-                assert 0.5 <= time.monotonic() - started < 4
-                assert (ws.close_reason, ws.close_message) == (1000, "idle")
-            finally:
-                hang_up(ws)
-    finally:
-        florent.extensions["florent.assistant"].close()
+    with turn_started(florent, make_token) as (ws, _):
+        try:
+            assert frames_within(ws, 1.5) == []  # silent past the idle time, still open
+            model.release.set()
+            while (frame := orjson.loads(ws.receive(timeout=5)))["type"] == "delta":
+                pass
+        except ConnectionClosed:
+            pytest.fail("the socket was closed during a reply")
+        assert frame["type"] == "done"
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosed):
+            ws.receive(timeout=5)
+        assert 0.5 <= time.monotonic() - started < 4
+        assert (ws.close_reason, ws.close_message) == (1000, "idle")
