@@ -176,12 +176,13 @@ def main() -> None:
 
     service_port, baseline_port = free_port(), free_port()
     config = repo / "gunicorn.conf.py"
-    if args.floor:
-        service = gunicorn("floor_app:app", service_port, env, config=config, cwd=BENCH)
-        ready, args.skip_depth = "/api/florent/conversations?limit=1", True
-    else:
-        service = gunicorn("wsgi:app", service_port, env, config=config, cwd=repo)
-        ready = "/healthz"
+    # The floor has no health endpoint (nor anything but the three benchmarked requests).
+    app, cwd, ready = (
+        ("floor_app:app", BENCH, "/api/florent/conversations?limit=1")
+        if args.floor
+        else ("wsgi:app", repo, "/healthz")
+    )
+    service = gunicorn(app, service_port, env, config=config, cwd=cwd)
     baseline = gunicorn("baseline_app:app", baseline_port, env, config=config, cwd=BENCH)
     try:
         wait_until_up(f"http://127.0.0.1:{service_port}{ready}")
@@ -213,7 +214,7 @@ def main() -> None:
             print(line(name, result, (before["rps"] + after["rps"]) / 2))
             print(line("baseline", after))
             before = after
-        if not args.skip_depth:
+        if not (args.skip_depth or args.floor):
             depth(env, key, api, args)
     finally:
         for process in (service, baseline):
