@@ -100,3 +100,26 @@ def test_a_socket_idle_past_its_time_is_closed_but_never_during_a_reply(
             ws.receive(timeout=5)
         assert 0.5 <= time.monotonic() - started < 4
         assert (ws.close_reason, ws.close_message) == (1000, "idle")
+
+
+@pytest.mark.slow  # waits out a shortened idle time
+def test_an_idle_socket_is_closed_at_its_idle_time_not_at_the_next_look(
+    app, make_app, jwks_server, make_token, monkeypatch
+):
+    """The socket waits for a frame until it would be idle, not a tick at a time: with
+    looks far apart, an unused socket still closes once its idle time is up."""
+    monkeypatch.setattr(sockets, "IDLE_SECONDS", 1.0)
+    monkeypatch.setattr(sockets, "TICK_SECONDS", 30.0)
+    alice = bearer(make_token("user_01ALICE", "org_01ACME"))
+    with served(make_app(jwks_server.url)) as base:
+        created = requests.post(f"{base}{URL}", json={}, headers=alice, timeout=10)
+        conversation_id = created.json()["conversation"]["_id"]
+        ws = connect(base, conversation_id, mint(base, alice, conversation_id))
+        started = time.monotonic()
+        try:
+            with pytest.raises(ConnectionClosed):
+                ws.receive(timeout=5)
+        finally:
+            hang_up(ws)
+        assert time.monotonic() - started < 4
+        assert (ws.close_reason, ws.close_message) == (1000, "idle")

@@ -35,7 +35,8 @@ bp = Blueprint("socket", __name__, url_prefix="/api/florent/conversations")
 
 # A socket with no frame in or out for this long is closed.
 IDLE_SECONDS = 10 * 60
-# How often the socket looks up from waiting for a frame (idle time, a turn's end).
+# How often a socket looks up from waiting for a frame once a reply has kept it open
+# past its idle time (a model silent for that long).
 TICK_SECONDS = 1.0
 # Sockets one caller may hold open in one process. Each holds a greenlet (or a thread)
 # and a connection for as long as it is used, so tickets alone, minted within the rate
@@ -131,8 +132,11 @@ class ConversationSocket:
 
     def serve(self) -> None:
         while True:
+            # Wait until the socket would be idle, not a tick at a time: a thousand open
+            # sockets would wake a worker a thousand times a second for nothing.
+            until_idle = self._last_frame + IDLE_SECONDS - time.monotonic()
             try:
-                frame = self.ws.receive(timeout=TICK_SECONDS)
+                frame = self.ws.receive(timeout=until_idle if until_idle > 0 else TICK_SECONDS)
             except ConnectionClosed:
                 return
             if frame is not None:
