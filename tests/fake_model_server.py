@@ -27,7 +27,8 @@ class FakeModelServer:
     stalls after `stall_after` pieces (until `release` is set), drops the connection
     after `drop_after` pieces, ends the body cleanly without finishing after
     `end_after` pieces, sends an error event after `error_after` pieces, answers
-    `status` with an error body, or answers one whole JSON completion. Told
+    `status` with an error body, or answers one whole JSON completion (with
+    `completion_padding` bytes of an extra field, if told). Told
     `head_delay`, it waits that long before it answers at all; `body_delay`, between its
     head and its body; `linger_after_done`, between [DONE] and the body's end. Told
     `drop_reused`, it closes a connection without a word when a second request comes on it;
@@ -76,7 +77,10 @@ class FakeModelServer:
                 elif outer.status != 200:
                     self._json(outer.status, {"error": {"message": "the model is on fire"}})
                 elif outer.whole_completion:
-                    self._json(200, completion("".join(outer.reply), body["model"]))
+                    whole = completion("".join(outer.reply), body["model"])
+                    if outer.completion_padding:
+                        whole["padding"] = "x" * outer.completion_padding
+                    self._json(200, whole)
                 else:
                     if outer.head_delay:
                         outer.release.wait(outer.head_delay)
@@ -173,6 +177,7 @@ class FakeModelServer:
         self.error_after: int | None = None
         self.status = 200
         self.whole_completion = False
+        self.completion_padding = 0
         self.chunked = True
 
     @property

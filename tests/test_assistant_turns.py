@@ -20,6 +20,7 @@ from sqlalchemy import select, text
 from werkzeug.serving import make_server
 
 from florent import create_app
+from florent.assistant.model_server import COMPLETION_MAX_BYTES
 from florent.auth.apikeys import issue_api_key
 from florent.extensions import db
 from florent.models import Conversation, Message
@@ -295,6 +296,20 @@ def test_a_completion_sent_whole_is_held_to_the_length_of_a_streamed_reply(
     conversation = create_conversation(chat, alice, title="Whole and long")
     model.whole_completion = True
     model.reply = ["word " * 20_001]  # 100,005 characters
+
+    response = chat.post(messages_url(conversation["_id"]), json={"content": "hi"}, headers=alice)
+
+    assert_unavailable(response, "hi")
+    assert_only_the_person_message(florent, conversation["_id"], "hi")
+
+
+def test_a_completion_sent_whole_is_read_no_further_than_its_byte_limit(
+    florent, chat, alice, model
+):
+    """However short its text: a body past the limit is a broken server's, not a reply."""
+    conversation = create_conversation(chat, alice, title="Whole and padded")
+    model.whole_completion = True
+    model.completion_padding = COMPLETION_MAX_BYTES
 
     response = chat.post(messages_url(conversation["_id"]), json={"content": "hi"}, headers=alice)
 
