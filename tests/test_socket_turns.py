@@ -31,24 +31,35 @@ def frames_within(ws: Client, seconds: float) -> list[dict]:
 
 
 @contextmanager
-def turn_started(florent: Flask, make_token: Any) -> Iterator[tuple[Client, str]]:
-    """Alice's turn ("Go") on a new conversation's socket, served by `florent`, once its
-    first frames (message, delta) are read: the socket and the conversation's id. The
-    socket is hung up and the app's assistant closed after."""
-    alice = bearer(make_token("user_01ALICE", "org_01ACME"))
+def socket_opened(florent: Flask, make_token: Any) -> Iterator[tuple[str, Client, str]]:
+    """A new conversation of Alice's and its socket, served by `florent`: the base URL,
+    the socket and the conversation's id. The socket is hung up and the app's assistant
+    closed after."""
     try:
         with served(florent) as base:
-            created = requests.post(f"{base}{URL}", json={}, headers=alice, timeout=10)
+            created = requests.post(f"{base}{URL}", json={}, headers=alice(make_token), timeout=10)
             conversation_id = created.json()["conversation"]["_id"]
-            ws = connect(base, conversation_id, mint(base, alice, conversation_id))
+            ws = connect(base, conversation_id, mint(base, alice(make_token), conversation_id))
             try:
-                ws.send(orjson.dumps({"type": "message", "content": "Go"}).decode())
-                assert [f["type"] for f in frames_within(ws, 1)] == ["message", "delta"]
-                yield ws, conversation_id
+                yield base, ws, conversation_id
             finally:
                 hang_up(ws)
     finally:
         florent.extensions["florent.assistant"].close()
+
+
+def alice(make_token: Any) -> dict[str, str]:
+    return bearer(make_token("user_01ALICE", "org_01ACME"))
+
+
+@contextmanager
+def turn_started(florent: Flask, make_token: Any) -> Iterator[tuple[Client, str]]:
+    """Alice's turn ("Go") on a new conversation's socket, once its first frames (message,
+    delta) are read: the socket and the conversation's id."""
+    with socket_opened(florent, make_token) as (_, ws, conversation_id):
+        ws.send(orjson.dumps({"type": "message", "content": "Go"}).decode())
+        assert [f["type"] for f in frames_within(ws, 1)] == ["message", "delta"]
+        yield ws, conversation_id
 
 
 def test_a_failed_turn_is_settled_before_its_last_frame(
@@ -110,16 +121,42 @@ def test_an_idle_socket_is_closed_at_its_idle_time_not_at_the_next_look(
     looks far apart, an unused socket still closes once its idle time is up."""
     monkeypatch.setattr(sockets, "IDLE_SECONDS", 1.0)
     monkeypatch.setattr(sockets, "TICK_SECONDS", 30.0)
-    alice = bearer(make_token("user_01ALICE", "org_01ACME"))
-    with served(make_app(jwks_server.url)) as base:
-        created = requests.post(f"{base}{URL}", json={}, headers=alice, timeout=10)
-        conversation_id = created.json()["conversation"]["_id"]
-        ws = connect(base, conversation_id, mint(base, alice, conversation_id))
+    with socket_opened(make_app(jwks_server.url), make_token) as (_, ws, _):
         started = time.monotonic()
-        try:
-            with pytest.raises(ConnectionClosed):
-                ws.receive(timeout=5)
-        finally:
-            hang_up(ws)
+        with pytest.raises(ConnectionClosed):
+            ws.receive(timeout=5)
         assert time.monotonic() - started < 4
         assert (ws.close_reason, ws.close_message) == (1000, "idle")
+
+
+@pytest.mark.slow  # a turn held back, then the person's next message retried
+def test_a_socket_closed_as_its_turn_starts_frees_the_reply_slot(
+    app, make_app, jwks_server, make_token, model
+):
+    """The person's message is stored, and the conversation takes their next message at
+    once, as when a stream's client leaves: no slot held until it is stale. The test holds
+    the conversation's row so that the turn starts only once the socket is closed."""
+    florent = make_app(jwks_server.url, llm_base_url=model.base_url)
+    with socket_opened(florent, make_token) as (base, ws, conversation_id):
+        with florent.app_context(), db.engine.connect() as holder:
+            holder.execute(
+                text("SELECT 1 FROM conversations WHERE id = :id FOR UPDATE"),
+                {"id": conversation_id},
+            )
+            ws.send(orjson.dumps({"type": "message", "content": "Bye"}).decode())
+            time.sleep(0.3)  # the frame is in; the turn waits for the row
+            hang_up(ws)
+            time.sleep(0.3)
+        messages = f"{base}{URL}/{conversation_id}/messages"
+        answers = []
+        for _ in range(20):  # the slot is freed once the failed send is seen
+            again = requests.post(
+                messages, json={"content": "Again"}, headers=alice(make_token), timeout=10
+            )
+            answers.append(again.status_code)
+            if again.status_code != 409:
+                break
+            time.sleep(0.25)
+        assert answers[-1] == 201, answers
+        listed = requests.get(messages, headers=alice(make_token), timeout=10).json()
+    assert [m["content"] for m in listed["messages"]][:2] == ["Bye", "Again"]

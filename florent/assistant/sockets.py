@@ -179,6 +179,8 @@ class ConversationSocket:
                 self.start_turn(load(message_create_schema, data)["content"])
         except ConnectionClosed:
             raise
+        except OSError as error:  # a send to a person whose connection was reset
+            raise ConnectionClosed() from error
         except Exception as error:
             self.send({"type": "error", **as_api_error(error).body()})
         return True
@@ -206,7 +208,6 @@ class ConversationSocket:
         turn = turns.start_turn(
             self.caller, self.conversation_id, content=content, limits=florent.limits
         )
-        self.send({"type": "message", **dump_message_created(turn)})
         reply = Reply(
             florent.server,
             self.caller,
@@ -216,6 +217,11 @@ class ConversationSocket:
             stops=florent.stops,
             relay=florent.relay,
         )
+        try:
+            self.send({"type": "message", **dump_message_created(turn)})
+        except BaseException:
+            reply.close()  # the person left as the turn started: its slot is freed
+            raise
         self._replying = True
         threading.Thread(target=self.relay, args=(reply,), daemon=True).start()
 
@@ -229,7 +235,7 @@ class ConversationSocket:
             kind = "stopped" if reply.stopped else "done"
             ended = dump_reply_stopped({"message": message, "conversation": conversation})
             last = {"type": kind, **ended}
-        except ConnectionClosed:
+        except (ConnectionClosed, OSError):
             pass  # the person left: as on a stream, no partial reply is kept
         except Exception as error:
             last = {"type": "error", "error": as_api_error(error).code}
@@ -237,7 +243,7 @@ class ConversationSocket:
             reply.close()
             self._replying = False
         if last is not None:
-            with contextlib.suppress(ConnectionClosed):
+            with contextlib.suppress(ConnectionClosed, OSError):
                 self.send(last)
 
     def send(self, frame: dict[str, Any]) -> None:
