@@ -6,6 +6,7 @@ gunicorn path is in test_streaming.py)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
@@ -199,3 +200,23 @@ def test_every_expired_ticket_is_purged_not_one_batch(app, client, alice):
         db.session.commit()
         assert tickets.purge_expired_tickets() == expired
         assert db.session.scalar(select(func.count()).select_from(SocketTicket)) == 0
+
+
+def test_a_ticket_or_conversation_id_no_database_could_hold_is_refused_not_a_500(
+    client, live_server, alice
+):
+    """PostgreSQL's text holds no NUL: a ticket naming such an organization, or such a
+    conversation id, is refused like any unknown ticket, before the database."""
+    conversation_id = create_conversation(client, alice)["_id"]
+    ticket = mint(live_server, alice, conversation_id)
+    nul_organization = base64.urlsafe_b64encode(b"org\x00").rstrip(b"=").decode()
+    for path_id, refused in (
+        (conversation_id, f"{nul_organization}.{ticket.partition('.')[2]}"),
+        (conversation_id, "AA.x"),
+        ("%00", ticket),
+        ("a%00b", ticket),
+    ):
+        status, body = upgrade_status(live_server, path_id, refused)
+        assert (status, body) == (401, {"error": "unauthorized"}), (path_id, refused)
+    # The ticket is still good: the refusals above never reached it.
+    hang_up(connect(live_server, conversation_id, ticket))

@@ -15,9 +15,11 @@ from sqlalchemy import bindparam, delete, func, insert, select
 
 from ..auth import Caller
 from ..auth.apikeys import key_is_live
+from ..auth.sessions import is_identity
 from ..conversations.service import OWNED, ConversationNotFound, owner
 from ..database import one_statement
 from ..housekeeping import now_and_then
+from ..ids import is_object_id
 from ..models import API_KEY_IDENTITY_PREFIX, Conversation, SocketTicket
 
 TICKET_SECONDS = 60
@@ -117,7 +119,9 @@ def redeem_ticket(ticket: str, conversation_id: str) -> Caller | None:
         org_id = base64.urlsafe_b64decode(organization + "=" * (-len(organization) % 4)).decode()
     except (ValueError, UnicodeDecodeError):
         return None
-    if not dot:
+    # Only what a ticket could have been minted for reaches the database, whose text
+    # cannot even hold some strings (NUL).
+    if not dot or not is_identity(org_id) or not is_object_id(conversation_id):
         return None
     params = {"org_id": org_id, "hash": ticket_hash(ticket), "conversation_id": conversation_id}
     with one_statement() as connection:
