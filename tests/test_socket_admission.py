@@ -23,7 +23,7 @@ from florent.auth.sessions import LEEWAY_SECONDS
 from florent.extensions import db
 from florent.models import AuditEvent, Message, SocketTicket
 
-from .conftest import bearer
+from .conftest import bearer, recorded_statements
 from .factories import TESTER, URL, create_conversation
 from .sockets import connect, hang_up, mint, say, served, upgrade_status
 
@@ -121,6 +121,29 @@ def test_frames_count_against_the_callers_rate_limit(app, make_app, jwks_server,
             hang_up(ws)
     assert [a["type"] for a in answers] == ["done", "done", "done", "error"]
     assert answers[-1] == {"type": "error", "error": "rate_limited"}
+
+
+def test_a_frame_over_the_rate_limit_costs_no_statement(app, make_app, jwks_server):
+    """Not even the check that the key which opened the socket is still live: a flood of
+    frames over the limit never reaches the database."""
+    limited = make_app(jwks_server.url, rate_limit="3 per minute")
+    _, headers = robot(limited)
+    with served(limited) as base:
+        conversation_id = requests.post(f"{base}{URL}", json={}, headers=headers).json()[
+            "conversation"
+        ]["_id"]
+        ws = connect(base, conversation_id, mint(base, headers, conversation_id))
+        try:
+            for _ in range(3):  # frames have a window of their own, beside requests
+                ws.send("{}")
+                assert orjson.loads(ws.receive(timeout=5))["error"] == "invalid_body"
+            with recorded_statements(limited) as statements:
+                ws.send("{}")
+                over = orjson.loads(ws.receive(timeout=5))
+        finally:
+            hang_up(ws)
+    assert over == {"type": "error", "error": "rate_limited"}
+    assert statements == []
 
 
 def test_one_caller_holds_a_bounded_number_of_sockets(client, live_server, alice, monkeypatch):

@@ -166,10 +166,11 @@ class ConversationSocket:
         """One frame in; a bad one, or one the conversation refuses, is answered with an
         `error` frame and the socket stays open. False when the socket was closed."""
         try:
-            if not self._credential_is_live():
-                return False
+            # The limit first: a frame over it costs nothing more, not even a statement.
             if not frame_within_limit():
                 raise ApiError(429, "rate_limited")
+            if not self._credential_is_live():
+                return False
             data = parse_json(frame)
             if not isinstance(data, dict) or data.get("type") not in ("message", "stop"):
                 raise ApiError(400, "invalid_body")
