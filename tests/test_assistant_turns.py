@@ -747,6 +747,20 @@ def test_a_model_that_lingers_after_done_still_gives_its_whole_reply(florent_wit
     assert response.get_json()["messages"][1]["content"] == "Hello, I am Florent."
 
 
+def test_a_reply_ends_at_done_however_long_the_model_lingers_after_it(florent, chat, alice, model):
+    """[DONE] ends the reply; the body's end, which a server may send late, is not waited
+    for (here the model lingers 10 s, within the read timeout)."""
+    conversation = create_conversation(chat, alice, title="Lingering longer")
+    model.linger_after_done = 10
+    started = time.monotonic()
+
+    _, events = stream_turn(chat, alice, conversation["_id"], "hi")
+
+    assert [name for name, _ in events][-1] == "done"
+    assert time.monotonic() - started < 5
+    assert stored(florent, conversation["_id"])[1][-1] == ("assistant", "Hello, I am Florent.")
+
+
 def test_a_reply_that_takes_longer_than_the_turn_timeout_is_abandoned(florent_with, alice, model):
     app = florent_with(llm_turn_timeout=0.5)
     client = app.test_client()

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 REPLY_MAX_CHARS = 100_000
 # A completion sent whole is read up to this: the longest reply, every character escaped.
 COMPLETION_MAX_BYTES = 12 * REPLY_MAX_CHARS
+# What a stream yields at [DONE], before it reads its body's end: the reply is whole, and
+# its reader need not wait for a server that sends that end late.
+WHOLE = ""
 ERROR_BODY_LOGGED = 300  # bytes of a model server's error body that go into the log
 READ_SIZE = 64 * 1024
 
@@ -215,6 +218,7 @@ class ModelStream:
                 return
             if data == "[DONE]":
                 self._whole = True
+                yield WHOLE
                 self._read_to_the_end(chunks)
                 return
             for text, finish_reason in _chunk_parts(data):
@@ -242,7 +246,8 @@ class ModelStream:
     def _read_to_the_end(self, chunks: Iterator[bytes]) -> None:
         """The body's end (its last, empty chunk), read so that urllib3 puts the connection
         back in its pool, where a body left half read would close it. The reply is whole
-        already: a server that lingers past [DONE] costs only its connection."""
+        already (WHOLE was yielded): a server that lingers past [DONE] keeps only its
+        connection, which the reply's end closes."""
         with contextlib.suppress(ModelServerError, HTTPError, OSError):
             for _ in chunks:
                 pass
