@@ -16,7 +16,7 @@ import pytest
 import requests
 from flask import Flask
 from jsonschema import Draft202012Validator
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 from werkzeug.serving import make_server
 
 from florent import create_app
@@ -759,6 +759,24 @@ def test_a_reply_ends_at_done_however_long_the_model_lingers_after_it(florent, c
     assert [name for name, _ in events][-1] == "done"
     assert time.monotonic() - started < 5
     assert stored(florent, conversation["_id"])[1][-1] == ("assistant", "Hello, I am Florent.")
+
+
+def test_a_reply_stopped_before_its_first_word_in_a_conversation_deleted_meanwhile_is_not_found(
+    florent, chat, alice, model
+):
+    """As a reply whose conversation is deleted before it is stored: `not_found`, never a
+    `stopped` event naming no conversation. The test deletes the conversation in a
+    transaction it holds open while the reply is stopped, so the slot is freed after."""
+    conversation = create_conversation(chat, alice, title="Going")
+    model.stall_after = 0  # silent before its first word
+    _, events = stream_turn(chat, alice, conversation["_id"], "hi")
+    assert next(events)[0] == "message"
+    with florent.app_context(), db.engine.connect() as deleting:
+        deleting.execute(delete(Conversation).where(Conversation.id == conversation["_id"]))
+        stop = chat.post(f"{URL}/{conversation['_id']}/stop", headers=alice)
+        assert stop.status_code == 202
+        deleting.commit()
+    assert list(events) == [("error", {"error": "not_found"})]
 
 
 def test_a_reply_that_takes_longer_than_the_turn_timeout_is_abandoned(florent_with, alice, model):

@@ -16,6 +16,7 @@ from flask import Flask
 from sqlalchemy import Row
 
 from ..auth import Caller
+from ..conversations.service import ConversationNotFound
 from . import turns
 from .model_server import WHOLE, ModelServer, ModelServerError, ModelStream
 from .prompt import build_prompt
@@ -163,6 +164,8 @@ class Reply:
                     conversation = turns.abandon_turn(
                         self.caller, self.turn.conversation.id, self.turn.reply_started_at
                     )
+                    if conversation is None:  # deleted meanwhile, as finish_turn would say
+                        raise ConversationNotFound()
                     message = None
                 else:
                     message, conversation = turns.finish_turn(
