@@ -32,6 +32,8 @@ class FakeModelServer:
     `head_delay`, it waits that long before it answers at all; `body_delay`, between its
     head and its body; `linger_after_done`, between [DONE] and the body's end. Told
     `drop_reused`, it closes a connection without a word when a second request comes on it;
+    `endless`, it sends those bytes over and over after its first event, never ending
+    (in one chunk as long as a gigabyte when the body is chunked);
     `die_after`, every connection, that long after a request, without a word."""
 
     def __init__(self, port: int = 0) -> None:
@@ -110,6 +112,11 @@ class FakeModelServer:
                 if outer.body_delay:
                     outer.release.wait(outer.body_delay)
                 self._event(chunk(model, {"role": "assistant", "content": ""}))
+                if outer.endless is not None:  # until Florent hangs up
+                    if outer.chunked:  # in one chunk that says it is 1 GiB long
+                        self.wfile.write(b"40000000\r\n")
+                    while True:
+                        self.wfile.write(outer.endless * 4096)
                 for index, piece in enumerate(outer.reply):
                     if index == outer.drop_after:
                         self.close_connection = True
@@ -178,6 +185,7 @@ class FakeModelServer:
         self.status = 200
         self.whole_completion = False
         self.completion_padding = 0
+        self.endless: bytes | None = None
         self.chunked = True
 
     @property

@@ -15,7 +15,7 @@ from florent.assistant.prompt import (
     system_message,
     title_from_message,
 )
-from florent.assistant.sse import sse_data
+from florent.assistant.sse import EventTooLong, sse_data, sse_lines
 from florent.assistant.turns import Limits
 from florent.config import ConfigError, read_settings
 
@@ -116,7 +116,16 @@ def test_sse_data_joins_data_lines_and_skips_comments_and_other_fields():
         "",
         "data: [DONE]",
     ]
-    assert list(sse_data(lines)) == ['{\n"a": 1}', "[DONE]"]
+    assert list(sse_data(lines, 100)) == ['{\n"a": 1}', "[DONE]"]
+
+
+def test_sse_lines_and_events_longer_than_the_longest_are_refused():
+    assert list(sse_lines([b"data: ab", b"c\n\n"], 10)) == ["data: abc", ""]
+    with pytest.raises(EventTooLong):
+        list(sse_lines([b"data: ab", b"cdefgh"], 10))  # a line not ended within 10 bytes
+    assert list(sse_data(["data: 12345", "data: 678", ""], 10)) == ["12345\n678"]
+    with pytest.raises(EventTooLong):
+        list(sse_data(["data: 12345", "data: 6789", ""], 10))  # 11 with its newline
 
 
 def test_stream_reply_rejects_what_is_not_a_chunk():

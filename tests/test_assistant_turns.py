@@ -317,6 +317,26 @@ def test_a_completion_sent_whole_is_read_no_further_than_its_byte_limit(
     assert_only_the_person_message(florent, conversation["_id"], "hi")
 
 
+@pytest.mark.parametrize(
+    "endless", [b"x", b"data: x\n"], ids=["a line never ending", "an event never ending"]
+)
+def test_a_stream_is_read_no_further_than_its_longest_event(
+    app, florent_with, alice, model, endless
+):
+    """A model server that sends a line, or an event, without end is hung up on once it
+    is longer than any reply could be: not read, and held, until the turn's deadline."""
+    app = florent_with(llm_turn_timeout=10)
+    client = app.test_client()
+    conversation = create_conversation(client, alice, title="Endless")
+    model.endless = endless
+    started = time.monotonic()
+
+    response = client.post(messages_url(conversation["_id"]), json={"content": "hi"}, headers=alice)
+
+    assert_unavailable(response, "hi")
+    assert time.monotonic() - started < 5
+
+
 def test_replies_match_the_openapi_document(chat, client, alice, model, document):
     operation = document["paths"]["/florent/conversations/{conversation_id}/messages"]["post"]
     content = operation["responses"]["201"]["content"]

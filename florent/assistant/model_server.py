@@ -23,7 +23,7 @@ import urllib3
 from urllib3.exceptions import HTTPError, ProtocolError, TimeoutError
 
 from ..config import Settings
-from .sse import sse_data, sse_lines
+from .sse import EventTooLong, sse_data, sse_lines
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class ModelStream:
                 response.release_conn()  # a whole body read has released it already
         except TimeoutError as error:
             raise ModelServerError(f"timed out ({type(error).__name__})") from error
-        except (HTTPError, OSError) as error:
+        except (HTTPError, OSError, EventTooLong) as error:
             raise ModelServerError(f"{type(error).__name__}: {error}") from error
 
     def _texts(self, response: urllib3.BaseHTTPResponse, deadline: float) -> Iterator[str]:
@@ -207,13 +207,17 @@ class ModelStream:
             yield self._whole_completion(response, deadline)
             return
         length, finished = 0, False
-        # Each piece as soon as it arrives: urllib3's own chunk reader for a chunked body
-        # (the cheaper), read1 for one that is not.
+        # Each piece as soon as it arrives, and at most READ_SIZE at a time however long a
+        # chunk says it is: urllib3's own chunk reader for a chunked body (the cheaper),
+        # read1 for one that is not.
         if response.chunked and response.supports_chunked_reads():
-            chunks = self._heard_by(deadline, response.read_chunked())
+            chunks = self._heard_by(deadline, response.read_chunked(READ_SIZE))
         else:
             chunks = self._heard_by(deadline, iter(lambda: response.read1(READ_SIZE), b""))
-        for data in sse_data(sse_lines(chunks)):
+        # No event is longer than a whole completion could be: a stream that runs on
+        # without one ending is a broken server's, read no further.
+        events = sse_data(sse_lines(chunks, COMPLETION_MAX_BYTES), COMPLETION_MAX_BYTES)
+        for data in events:
             if self._cancelled:
                 return
             if data == "[DONE]":
