@@ -8,15 +8,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from florent.assistant.model_server import ModelServer, ModelServerError
+from florent.assistant.model_server import ModelServer
 from florent.assistant.prompt import (
     build_prompt,
     starting_with_the_person,
     system_message,
     title_from_message,
 )
-from florent.assistant.sse import EventTooLong, sse_data, sse_lines
 from florent.assistant.turns import Limits
+from florent.assistant.wire import BadStream, chunk_parts, sse_data, sse_lines
 from florent.config import ConfigError, read_settings
 
 NOW = datetime(2026, 11, 27, 4, 40, 14, tzinfo=UTC)
@@ -121,27 +121,25 @@ def test_sse_data_joins_data_lines_and_skips_comments_and_other_fields():
 
 def test_sse_lines_and_events_longer_than_the_longest_are_refused():
     assert list(sse_lines([b"data: ab", b"c\n\n"], 10)) == ["data: abc", ""]
-    with pytest.raises(EventTooLong):
+    with pytest.raises(BadStream):
         list(sse_lines([b"data: ab", b"cdefgh"], 10))  # a line not ended within 10 bytes
     assert list(sse_data(["data: 12345", "data: 678", ""], 10)) == ["12345\n678"]
-    with pytest.raises(EventTooLong):
+    with pytest.raises(BadStream):
         list(sse_data(["data: 12345", "data: 6789", ""], 10))  # 11 with its newline
 
 
 def test_stream_reply_rejects_what_is_not_a_chunk():
-    from florent.assistant.model_server import _chunk_parts
-
-    with pytest.raises(ModelServerError):
-        list(_chunk_parts("not json"))
-    with pytest.raises(ModelServerError):
-        list(_chunk_parts("[1, 2]"))
-    with pytest.raises(ModelServerError):
-        list(_chunk_parts('{"error": {"message": "overloaded"}}'))
-    assert list(_chunk_parts('{"choices": [{"index": 0, "delta": {"role": "assistant"}}]}')) == [
+    with pytest.raises(BadStream):
+        list(chunk_parts("not json"))
+    with pytest.raises(BadStream):
+        list(chunk_parts("[1, 2]"))
+    with pytest.raises(BadStream):
+        list(chunk_parts('{"error": {"message": "overloaded"}}'))
+    assert list(chunk_parts('{"choices": [{"index": 0, "delta": {"role": "assistant"}}]}')) == [
         ("", None)
     ]
     assert list(
-        _chunk_parts(
+        chunk_parts(
             '{"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}'
         )
     ) == [("hi", "stop")]

@@ -16,14 +16,13 @@ import math
 import time
 from collections.abc import Iterable, Iterator
 from http.client import RemoteDisconnected
-from typing import Any
 
 import orjson
 import urllib3
 from urllib3.exceptions import HTTPError, ProtocolError, TimeoutError
 
 from ..config import Settings
-from .sse import EventTooLong, sse_data, sse_lines
+from .wire import BadStream, chunk_parts, completion_text, sse_data, sse_lines
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +194,7 @@ class ModelStream:
                 response.release_conn()  # a whole body read has released it already
         except TimeoutError as error:
             raise ModelServerError(f"timed out ({type(error).__name__})") from error
-        except (HTTPError, OSError, EventTooLong) as error:
+        except (HTTPError, OSError, BadStream) as error:
             raise ModelServerError(f"{type(error).__name__}: {error}") from error
 
     def _texts(self, response: urllib3.BaseHTTPResponse, deadline: float) -> Iterator[str]:
@@ -225,7 +224,7 @@ class ModelStream:
                 yield WHOLE
                 self._read_to_the_end(chunks)
                 return
-            for text, finish_reason in _chunk_parts(data):
+            for text, finish_reason in chunk_parts(data):
                 finished = finished or finish_reason is not None
                 length += len(text)
                 if length > REPLY_MAX_CHARS:
@@ -242,7 +241,7 @@ class ModelStream:
             body += chunk
             if len(body) > COMPLETION_MAX_BYTES:
                 raise ModelServerError(f"a completion over {COMPLETION_MAX_BYTES} bytes")
-        text = _completion_text(bytes(body))
+        text = completion_text(bytes(body))
         if len(text) > REPLY_MAX_CHARS:
             raise ModelServerError(f"reply over {REPLY_MAX_CHARS} characters")
         return text
@@ -264,43 +263,3 @@ class ModelStream:
             if self._heard > deadline:
                 raise ModelServerError(f"no whole reply in {self.server.turn_timeout:g} s")
             yield chunk
-
-
-def _chunk_parts(data: str) -> Iterator[tuple[str, str | None]]:
-    """(text, finish reason) of the first choice of a `chat.completion.chunk`."""
-    chunk = _json_object(data)
-    if "error" in chunk:
-        raise ModelServerError(f"error event: {str(chunk['error'])[:ERROR_BODY_LOGGED]!r}")
-    for choice in chunk.get("choices") or ():
-        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-            continue
-        delta = choice.get("delta") or {}
-        text = delta.get("content") if isinstance(delta, dict) else None
-        yield (storable(text) if isinstance(text, str) else ""), choice.get("finish_reason")
-
-
-def _completion_text(raw: bytes) -> str:
-    try:
-        text = _json_object(raw)["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        raise ModelServerError("a completion without a message") from None
-    if not isinstance(text, str):
-        raise ModelServerError("a completion without text")
-    return storable(text)
-
-
-def storable(text: str) -> str:
-    """The model's text as PostgreSQL can store it: a text value cannot hold U+0000, which
-    JSON can, so it becomes U+FFFD (the replacement character) in the relay and the store
-    alike."""
-    return text.replace("\x00", "\ufffd")
-
-
-def _json_object(raw: str | bytes) -> dict[str, Any]:
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ModelServerError("an event that is not JSON") from None
-    if not isinstance(value, dict):
-        raise ModelServerError("an event that is not a JSON object")
-    return value
