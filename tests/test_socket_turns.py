@@ -31,15 +31,18 @@ def frames_within(ws: Client, seconds: float) -> list[dict]:
 
 
 @contextmanager
-def socket_opened(florent: Flask, make_token: Any) -> Iterator[tuple[str, Client, str]]:
-    """A new conversation of Alice's and its socket, served by `florent`: the base URL,
-    the socket and the conversation's id. The socket is hung up and the app's assistant
-    closed after."""
+def socket_opened(
+    florent: Flask, make_token: Any, person: dict[str, str] | None = None
+) -> Iterator[tuple[str, Client, str]]:
+    """A new conversation of the person's (Alice's unless told) and its socket, served by
+    `florent`: the base URL, the socket and the conversation's id. The socket is hung up
+    and the app's assistant closed after."""
+    person = person or alice(make_token)
     try:
         with served(florent) as base:
-            created = requests.post(f"{base}{URL}", json={}, headers=alice(make_token), timeout=10)
+            created = requests.post(f"{base}{URL}", json={}, headers=person, timeout=10)
             conversation_id = created.json()["conversation"]["_id"]
-            ws = connect(base, conversation_id, mint(base, alice(make_token), conversation_id))
+            ws = connect(base, conversation_id, mint(base, person, conversation_id))
             try:
                 yield base, ws, conversation_id
             finally:
@@ -137,7 +140,10 @@ def test_a_socket_closed_as_its_turn_starts_frees_the_reply_slot(
     once, as when a stream's client leaves: no slot held until it is stale. The test holds
     the conversation's row so that the turn starts only once the socket is closed."""
     florent = make_app(jwks_server.url, llm_base_url=model.base_url)
-    with socket_opened(florent, make_token) as (base, ws, conversation_id):
+    # Someone no other test chats as: replies other tests left in progress count for
+    # their person (429 too_many_replies), not for Dan.
+    dan = bearer(make_token("user_01DAN", "org_01ACME"))
+    with socket_opened(florent, make_token, dan) as (base, ws, conversation_id):
         with florent.app_context(), db.engine.connect() as holder:
             holder.execute(
                 text("SELECT 1 FROM conversations WHERE id = :id FOR UPDATE"),
@@ -146,17 +152,16 @@ def test_a_socket_closed_as_its_turn_starts_frees_the_reply_slot(
             ws.send(orjson.dumps({"type": "message", "content": "Bye"}).decode())
             time.sleep(0.3)  # the frame is in; the turn waits for the row
             hang_up(ws)
-            time.sleep(0.3)
+            time.sleep(1)  # the server's reader sees the close; its turn waits still
         messages = f"{base}{URL}/{conversation_id}/messages"
         answers = []
         for _ in range(20):  # the slot is freed once the failed send is seen
-            again = requests.post(
-                messages, json={"content": "Again"}, headers=alice(make_token), timeout=10
-            )
+            again = requests.post(messages, json={"content": "Again"}, headers=dan, timeout=10)
             answers.append(again.status_code)
             if again.status_code != 409:
                 break
             time.sleep(0.25)
         assert answers[-1] == 201, answers
-        listed = requests.get(messages, headers=alice(make_token), timeout=10).json()
-    assert [m["content"] for m in listed["messages"]][:2] == ["Bye", "Again"]
+        listed = requests.get(messages, headers=dan, timeout=10).json()
+    contents = [m["content"] for m in listed["messages"]]
+    assert contents[:2] == ["Bye", "Again"], contents  # and no reply to Bye
