@@ -243,3 +243,19 @@ def test_a_ticket_or_conversation_id_no_database_could_hold_is_refused_not_a_500
         assert (status, body) == (401, {"error": "unauthorized"}), (path_id, refused)
     # The ticket is still good: the refusals above never reached it.
     hang_up(connect(live_server, conversation_id, ticket))
+
+
+def test_a_keys_ticket_opens_the_socket_whatever_its_organization_is_called(
+    app, client, live_server
+):
+    """An API key's organization may hold spaces, commas and accents, as the admin and
+    the CLI let it: its tickets open sockets all the same."""
+    with app.app_context():
+        _, plaintext = issue_api_key("Société Acme, EU", "bridge", by=TESTER)
+    headers = bearer(plaintext)
+    conversation_id = create_conversation(client, headers)["_id"]
+    ws = connect(live_server, conversation_id, mint(live_server, headers, conversation_id))
+    try:
+        assert [f["type"] for f in say(ws, "Bonjour")] == ["message", "done"]
+    finally:
+        hang_up(ws)
