@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 REPLY_MAX_CHARS = 100_000
 # A completion sent whole is read up to this: the longest reply, every character escaped.
 COMPLETION_MAX_BYTES = 12 * REPLY_MAX_CHARS
-# What a stream yields at [DONE], before it reads its body's end: the reply is whole, and
-# its reader need not wait for a server that sends that end late.
-WHOLE = ""
+# How long the body's end may take to follow [DONE]: a server that lingers longer is hung
+# up on, which costs it its connection and the reply nothing.
+BODY_END_SECONDS = 1.0
 ERROR_BODY_LOGGED = 300  # bytes of a model server's error body that go into the log
 READ_SIZE = 64 * 1024
 
@@ -221,8 +221,7 @@ class ModelStream:
                 return
             if data == "[DONE]":
                 self._whole = True
-                yield WHOLE
-                self._read_to_the_end(chunks)
+                self._read_to_the_end(response, chunks)
                 return
             for text, finish_reason in chunk_parts(data):
                 finished = finished or finish_reason is not None
@@ -246,11 +245,13 @@ class ModelStream:
             raise ModelServerError(f"reply over {REPLY_MAX_CHARS} characters")
         return text
 
-    def _read_to_the_end(self, chunks: Iterator[bytes]) -> None:
+    def _read_to_the_end(self, response: urllib3.BaseHTTPResponse, chunks: Iterator[bytes]) -> None:
         """The body's end (its last, empty chunk), read so that urllib3 puts the connection
         back in its pool, where a body left half read would close it. The reply is whole
-        already (WHOLE was yielded): a server that lingers past [DONE] keeps only its
-        connection, which the reply's end closes."""
+        already, so the end gets BODY_END_SECONDS: urllib3 closes a connection whose read
+        times out, and sets the timeout again on the next request."""
+        if response.connection is not None and response.connection.sock is not None:
+            response.connection.sock.settimeout(BODY_END_SECONDS)
         with contextlib.suppress(ModelServerError, HTTPError, OSError):
             for _ in chunks:
                 pass

@@ -18,7 +18,7 @@ from sqlalchemy import Row
 from ..auth import Caller
 from ..conversations.service import ConversationNotFound
 from . import turns
-from .model_server import WHOLE, ModelServer, ModelServerError, ModelStream
+from .model_server import ModelServer, ModelServerError, ModelStream
 from .prompt import build_prompt
 from .stops import StopSignals
 from .turns import AssistantUnavailable, Turn
@@ -125,12 +125,9 @@ class Reply:
     def _read_model(self) -> None:
         try:
             for text in self._stream:
-                if text == WHOLE:  # the relay ends now; the body's end is read after
-                    self._queue.put(END)
-                    continue
                 self._last_text = time.monotonic()
                 self._queue.put(text)
-            self._queue.put(END)  # for a completion sent whole; after WHOLE, never read
+            self._queue.put(END)
         except ModelServerError as error:
             self._queue.put(error)
         except Exception as error:  # a stream cancelled under it, or a bug: no reply
