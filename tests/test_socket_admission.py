@@ -146,6 +146,32 @@ def test_a_frame_over_the_rate_limit_costs_no_statement(app, make_app, jwks_serv
     assert statements == []
 
 
+@pytest.mark.slow  # waits for a token to expire
+def test_a_socket_whose_token_has_expired_is_closed_even_over_the_rate_limit(
+    app, make_app, jwks_server, make_token
+):
+    """Expiry is known without a statement, so it comes before the limit, as a request's
+    authentication does: `unauthorized` and a close, not `rate_limited` and open."""
+    limited = make_app(jwks_server.url, rate_limit="1 per minute")
+    expires = int(time.time()) - LEEWAY_SECONDS + 2  # accepted for two more seconds
+    headers = bearer(make_token(exp=expires, iat=expires - 600))
+    with served(limited) as base:
+        conversation_id = requests.post(f"{base}{URL}", json={}, headers=headers).json()[
+            "conversation"
+        ]["_id"]
+        ws = connect(base, conversation_id, mint(base, headers, conversation_id))
+        try:
+            ws.send("{}")  # the minute's one frame
+            assert orjson.loads(ws.receive(timeout=5))["error"] == "invalid_body"
+            time.sleep(max(0.0, expires + LEEWAY_SECONDS - time.time()) + 0.2)
+            ws.send("{}")
+            assert orjson.loads(ws.receive(timeout=5)) == {"type": "error", "error": "unauthorized"}
+            with pytest.raises(ConnectionClosed):
+                ws.receive(timeout=5)
+        finally:
+            hang_up(ws)
+
+
 def test_one_caller_holds_a_bounded_number_of_sockets(client, live_server, alice, monkeypatch):
     monkeypatch.setattr(sockets, "MAX_OPEN_SOCKETS", 2)
     conversation_id = create_conversation(client, alice)["_id"]

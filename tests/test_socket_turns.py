@@ -11,11 +11,12 @@ from typing import Any
 import orjson
 import pytest
 import requests
-from flask import Flask
+from flask import Flask, g
 from simple_websocket import Client, ConnectionClosed
 from sqlalchemy import text
 
 from florent.assistant import sockets
+from florent.auth import Caller
 from florent.extensions import db
 
 from .conftest import bearer
@@ -165,3 +166,24 @@ def test_a_socket_closed_as_its_turn_starts_frees_the_reply_slot(
         listed = requests.get(messages, headers=dan, timeout=10).json()
     contents = [m["content"] for m in listed["messages"]]
     assert contents[:2] == ["Bye", "Again"], contents  # and no reply to Bye
+
+
+def test_a_connection_reset_ends_the_socket_as_a_close_does(app):
+    """simple-websocket raises ConnectionClosed once the person has closed the socket,
+    but lets a send to a reset connection raise OSError, which flask-sock would hand to
+    Flask's 500 handler on an upgraded connection. The service's socket turns it into a
+    close, and closing a reset socket raises nothing."""
+
+    class ResetConnection:
+        def send(self, data: str) -> None:
+            raise ConnectionResetError(104, "Connection reset by peer")
+
+        def close(self, **_: Any) -> None:
+            raise ConnectionResetError(104, "Connection reset by peer")
+
+    with app.test_request_context():
+        g.request_id = "request"
+        socket = sockets.ConversationSocket(ResetConnection(), Caller("org", "user"), "id")
+        with pytest.raises(ConnectionClosed):
+            socket.send({"type": "delta", "text": "Hi"})
+        socket.close(1000, "idle")

@@ -144,19 +144,24 @@ class ConversationSocket:
                 if not self.receive(frame):
                     return
             elif self._idle():
-                self.ws.close(reason=1000, message="idle")
+                self.close(1000, "idle")
                 return
 
-    def _credential_is_live(self) -> bool:
-        """A socket stops working when the credential that opened it would be refused on
-        a request: a key once revoked, a session token once expired. The next frame is
-        answered `unauthorized`, and the socket closed."""
-        caller = self.caller
-        expired = caller.valid_until is not None and caller.valid_until <= time.time()
-        if not expired and (caller.api_key_id is None or key_is_live(caller.api_key_id)):
-            return True
+    # A socket stops working when the credential that opened it would be refused on a
+    # request: a session token once expired, a key once revoked. The next frame is
+    # answered `unauthorized`, and the socket closed.
+
+    def _token_expired(self) -> bool:
+        valid_until = self.caller.valid_until
+        return valid_until is not None and valid_until <= time.time()
+
+    def _key_revoked(self) -> bool:
+        key_id = self.caller.api_key_id
+        return key_id is not None and not key_is_live(key_id)
+
+    def _refuse(self) -> bool:
         self.send({"type": "error", "error": "unauthorized"})
-        self.ws.close(reason=1008, message="unauthorized")
+        self.close(1008, "unauthorized")
         return False
 
     def _idle(self) -> bool:
@@ -166,11 +171,13 @@ class ConversationSocket:
         """One frame in; a bad one, or one the conversation refuses, is answered with an
         `error` frame and the socket stays open. False when the socket was closed."""
         try:
-            # The limit first: a frame over it costs nothing more, not even a statement.
+            if self._token_expired():
+                return self._refuse()
+            # Before the key's lookup: a frame over the limit costs no statement.
             if not frame_within_limit():
                 raise ApiError(429, "rate_limited")
-            if not self._credential_is_live():
-                return False
+            if self._key_revoked():
+                return self._refuse()
             data = parse_json(frame)
             if not isinstance(data, dict) or data.get("type") not in ("message", "stop"):
                 raise ApiError(400, "invalid_body")
@@ -180,8 +187,6 @@ class ConversationSocket:
                 self.start_turn(load(message_create_schema, data)["content"])
         except ConnectionClosed:
             raise
-        except OSError as error:  # a send to a person whose connection was reset
-            raise ConnectionClosed() from error
         except Exception as error:
             self.send({"type": "error", **as_api_error(error).body()})
         return True
@@ -236,7 +241,7 @@ class ConversationSocket:
             kind = "stopped" if reply.stopped else "done"
             ended = dump_reply_stopped({"message": message, "conversation": conversation})
             last = {"type": kind, **ended}
-        except (ConnectionClosed, OSError):
+        except ConnectionClosed:
             pass  # the person left: as on a stream, no partial reply is kept
         except Exception as error:
             last = {"type": "error", "error": as_api_error(error).code}
@@ -244,11 +249,20 @@ class ConversationSocket:
             reply.close()
             self._replying = False
         if last is not None:
-            with contextlib.suppress(ConnectionClosed, OSError):
+            with contextlib.suppress(ConnectionClosed):
                 self.send(last)
 
     def send(self, frame: dict[str, Any]) -> None:
-        """Send a frame; a socket the person has closed raises ConnectionClosed."""
-        with self._send_lock:
-            self.ws.send(orjson.dumps(frame).decode())
+        """Send a frame; a socket the person has closed, or reset, raises ConnectionClosed
+        (simple-websocket names only the first)."""
+        try:
+            with self._send_lock:
+                self.ws.send(orjson.dumps(frame).decode())
+        except OSError as error:
+            raise ConnectionClosed() from error
         self._last_frame = time.monotonic()
+
+    def close(self, reason: int, message: str) -> None:
+        """Close the socket, if the person has not closed or reset it already."""
+        with contextlib.suppress(ConnectionClosed, OSError):
+            self.ws.close(reason=reason, message=message)
