@@ -67,3 +67,21 @@ def say(ws: Client, content: str) -> list[dict]:
     while not got or got[-1]["type"] not in ("done", "error"):
         got.append(orjson.loads(ws.receive(timeout=10)))
     return got
+
+
+@contextmanager
+def socket_opened(app: Flask, person: dict[str, str]) -> Iterator[tuple[str, Client, str]]:
+    """A new conversation of the person's (their headers) and its socket, with `app`
+    served: the base URL, the socket and the conversation's id. The socket is hung up and
+    the app's assistant closed after."""
+    try:
+        with served(app) as base:
+            created = requests.post(f"{base}{URL}", json={}, headers=person, timeout=10)
+            conversation_id = created.json()["conversation"]["_id"]
+            ws = connect(base, conversation_id, mint(base, person, conversation_id))
+            try:
+                yield base, ws, conversation_id
+            finally:
+                hang_up(ws)
+    finally:
+        app.extensions["florent.assistant"].close()

@@ -12,7 +12,6 @@ import time
 
 import orjson
 import pytest
-import requests
 from flask import Flask
 from simple_websocket import ConnectionClosed
 from sqlalchemy import func, select, text
@@ -24,8 +23,8 @@ from florent.extensions import db
 from florent.models import AuditEvent, Message, SocketTicket
 
 from .conftest import bearer, recorded_statements
-from .factories import TESTER, URL, create_conversation
-from .sockets import connect, hang_up, mint, say, served, upgrade_status
+from .factories import TESTER, create_conversation
+from .sockets import connect, hang_up, mint, say, socket_opened, upgrade_status
 
 ALICE = "user_01ALICE"
 
@@ -111,14 +110,8 @@ def test_a_socket_opened_with_a_session_token_stops_when_the_token_expires(
 def test_frames_count_against_the_callers_rate_limit(app, make_app, jwks_server, make_token):
     limited = make_app(jwks_server.url, rate_limit="3 per minute")
     alice = bearer(make_token(ALICE, "org_01ACME"))
-    with served(limited) as base:
-        created = requests.post(f"{base}{URL}", json={}, headers=alice)
-        conversation_id = created.json()["conversation"]["_id"]
-        ws = connect(base, conversation_id, mint(base, alice, conversation_id))
-        try:
-            answers = [say(ws, f"Message {n}")[-1] for n in range(4)]
-        finally:
-            hang_up(ws)
+    with socket_opened(limited, alice) as (_, ws, _):
+        answers = [say(ws, f"Message {n}")[-1] for n in range(4)]
     assert [a["type"] for a in answers] == ["done", "done", "done", "error"]
     assert answers[-1] == {"type": "error", "error": "rate_limited"}
 
@@ -128,20 +121,13 @@ def test_a_frame_over_the_rate_limit_costs_no_statement(app, make_app, jwks_serv
     frames over the limit never reaches the database."""
     limited = make_app(jwks_server.url, rate_limit="3 per minute")
     _, headers = robot(limited)
-    with served(limited) as base:
-        conversation_id = requests.post(f"{base}{URL}", json={}, headers=headers).json()[
-            "conversation"
-        ]["_id"]
-        ws = connect(base, conversation_id, mint(base, headers, conversation_id))
-        try:
-            for _ in range(3):  # frames have a window of their own, beside requests
-                ws.send("{}")
-                assert orjson.loads(ws.receive(timeout=5))["error"] == "invalid_body"
-            with recorded_statements(limited) as statements:
-                ws.send("{}")
-                over = orjson.loads(ws.receive(timeout=5))
-        finally:
-            hang_up(ws)
+    with socket_opened(limited, headers) as (_, ws, _):
+        for _ in range(3):  # frames have a window of their own, beside requests
+            ws.send("{}")
+            assert orjson.loads(ws.receive(timeout=5))["error"] == "invalid_body"
+        with recorded_statements(limited) as statements:
+            ws.send("{}")
+            over = orjson.loads(ws.receive(timeout=5))
     assert over == {"type": "error", "error": "rate_limited"}
     assert statements == []
 
@@ -155,21 +141,14 @@ def test_a_socket_whose_token_has_expired_is_closed_even_over_the_rate_limit(
     limited = make_app(jwks_server.url, rate_limit="1 per minute")
     expires = int(time.time()) - LEEWAY_SECONDS + 2  # accepted for two more seconds
     headers = bearer(make_token(exp=expires, iat=expires - 600))
-    with served(limited) as base:
-        conversation_id = requests.post(f"{base}{URL}", json={}, headers=headers).json()[
-            "conversation"
-        ]["_id"]
-        ws = connect(base, conversation_id, mint(base, headers, conversation_id))
-        try:
-            ws.send("{}")  # the minute's one frame
-            assert orjson.loads(ws.receive(timeout=5))["error"] == "invalid_body"
-            time.sleep(max(0.0, expires + LEEWAY_SECONDS - time.time()) + 0.2)
-            ws.send("{}")
-            assert orjson.loads(ws.receive(timeout=5)) == {"type": "error", "error": "unauthorized"}
-            with pytest.raises(ConnectionClosed):
-                ws.receive(timeout=5)
-        finally:
-            hang_up(ws)
+    with socket_opened(limited, headers) as (_, ws, _):
+        ws.send("{}")  # the minute's one frame
+        assert orjson.loads(ws.receive(timeout=5))["error"] == "invalid_body"
+        time.sleep(max(0.0, expires + LEEWAY_SECONDS - time.time()) + 0.2)
+        ws.send("{}")
+        assert orjson.loads(ws.receive(timeout=5)) == {"type": "error", "error": "unauthorized"}
+        with pytest.raises(ConnectionClosed):
+            ws.receive(timeout=5)
 
 
 def test_one_caller_holds_a_bounded_number_of_sockets(client, live_server, alice, monkeypatch):

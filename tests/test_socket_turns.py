@@ -21,7 +21,7 @@ from florent.extensions import db
 
 from .conftest import bearer
 from .factories import URL
-from .sockets import connect, hang_up, mint, say, served
+from .sockets import hang_up, say, socket_opened
 
 
 def frames_within(ws: Client, seconds: float) -> list[dict]:
@@ -29,27 +29,6 @@ def frames_within(ws: Client, seconds: float) -> list[dict]:
     while (frame := ws.receive(timeout=seconds)) is not None:
         got.append(orjson.loads(frame))
     return got
-
-
-@contextmanager
-def socket_opened(
-    florent: Flask, make_token: Any, person: dict[str, str] | None = None
-) -> Iterator[tuple[str, Client, str]]:
-    """A new conversation of the person's (Alice's unless told) and its socket, served by
-    `florent`: the base URL, the socket and the conversation's id. The socket is hung up
-    and the app's assistant closed after."""
-    person = person or alice(make_token)
-    try:
-        with served(florent) as base:
-            created = requests.post(f"{base}{URL}", json={}, headers=person, timeout=10)
-            conversation_id = created.json()["conversation"]["_id"]
-            ws = connect(base, conversation_id, mint(base, person, conversation_id))
-            try:
-                yield base, ws, conversation_id
-            finally:
-                hang_up(ws)
-    finally:
-        florent.extensions["florent.assistant"].close()
 
 
 def alice(make_token: Any) -> dict[str, str]:
@@ -60,7 +39,7 @@ def alice(make_token: Any) -> dict[str, str]:
 def turn_started(florent: Flask, make_token: Any) -> Iterator[tuple[Client, str]]:
     """Alice's turn ("Go") on a new conversation's socket, once its first frames (message,
     delta) are read: the socket and the conversation's id."""
-    with socket_opened(florent, make_token) as (_, ws, conversation_id):
+    with socket_opened(florent, alice(make_token)) as (_, ws, conversation_id):
         ws.send(orjson.dumps({"type": "message", "content": "Go"}).decode())
         assert [f["type"] for f in frames_within(ws, 1)] == ["message", "delta"]
         yield ws, conversation_id
@@ -125,7 +104,7 @@ def test_an_idle_socket_is_closed_at_its_idle_time_not_at_the_next_look(
     looks far apart, an unused socket still closes once its idle time is up."""
     monkeypatch.setattr(sockets, "IDLE_SECONDS", 1.0)
     monkeypatch.setattr(sockets, "TICK_SECONDS", 30.0)
-    with socket_opened(make_app(jwks_server.url), make_token) as (_, ws, _):
+    with socket_opened(make_app(jwks_server.url), alice(make_token)) as (_, ws, _):
         started = time.monotonic()
         with pytest.raises(ConnectionClosed):
             ws.receive(timeout=5)
@@ -144,7 +123,7 @@ def test_a_socket_closed_as_its_turn_starts_frees_the_reply_slot(
     # Someone no other test chats as: replies other tests left in progress count for
     # their person (429 too_many_replies), not for Dan.
     dan = bearer(make_token("user_01DAN", "org_01ACME"))
-    with socket_opened(florent, make_token, dan) as (base, ws, conversation_id):
+    with socket_opened(florent, dan) as (base, ws, conversation_id):
         with florent.app_context(), db.engine.connect() as holder:
             holder.execute(
                 text("SELECT 1 FROM conversations WHERE id = :id FOR UPDATE"),
