@@ -318,7 +318,9 @@ def test_a_completion_sent_whole_is_read_no_further_than_its_byte_limit(
 
 
 @pytest.mark.parametrize(
-    "endless", [b"x", b"data: x\n"], ids=["a line never ending", "an event never ending"]
+    "endless",
+    [b"x", b"data: " + b"x" * 250 + b"\n"],
+    ids=["a line never ending", "an event never ending"],
 )
 def test_a_stream_is_read_no_further_than_its_longest_event(
     app, florent_with, alice, model, endless
