@@ -715,6 +715,7 @@ def test_a_model_that_does_not_answer_times_out_on_a_reused_connection_too(
     assert 0.3 <= waited < 3
 
 
+@pytest.mark.slow  # waits out the model's two delays
 def test_the_read_timeout_bounds_each_wait_not_the_head_and_the_first_bytes_together(
     florent_with, alice, model
 ):

@@ -75,6 +75,7 @@ def test_a_socket_of_a_key_revoked_while_open_answers_unauthorized_and_closes(
         assert list(stored) == ["Before"]
 
 
+@pytest.mark.slow  # waits for a token to expire
 def test_a_socket_opened_with_a_session_token_stops_when_the_token_expires(
     app, client, live_server, make_token
 ):

@@ -45,6 +45,7 @@ def turn_started(florent: Flask, make_token: Any) -> Iterator[tuple[Client, str]
         yield ws, conversation_id
 
 
+@pytest.mark.slow  # holds a row while a reply fails, for seconds
 def test_a_failed_turn_is_settled_before_its_last_frame(
     app, make_app, jwks_server, make_token, model
 ):
