@@ -16,11 +16,12 @@ import pytest
 import requests
 from flask import Flask
 from jsonschema import Draft202012Validator
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, event, select, text
 from werkzeug.serving import make_server
 
 from florent import create_app
 from florent.assistant.model_server import COMPLETION_MAX_BYTES
+from florent.assistant.turns import STORE_TURN
 from florent.auth.apikeys import issue_api_key
 from florent.extensions import db
 from florent.models import Conversation, Message
@@ -800,6 +801,36 @@ def test_a_reply_stopped_before_its_first_word_in_a_conversation_deleted_meanwhi
         assert stop.status_code == 202
         deleting.commit()
     assert list(events) == [("error", {"error": "not_found"})]
+
+
+def test_a_turn_whose_slot_is_freed_between_its_statements_is_taken(florent, chat, alice, model):
+    """Its store found the conversation's reply slot held; by the check that tells why,
+    the slot was free. The turn is stored then, not refused with an error no condition
+    gave (it was `too_many_replies`, the first of them)."""
+    conversation = create_conversation(chat, alice, title="Freed meanwhile")
+    hold = "UPDATE conversations SET reply_started_at = {} WHERE id = :id"
+    with florent.app_context():
+        engine = db.engine
+    check = str(STORE_TURN.check.compile(dialect=engine.dialect))  # tells why a store failed
+    with engine.begin() as holder:  # a live turn's slot
+        holder.execute(text(hold.format("now()")), {"id": conversation["_id"]})
+    freed = []
+
+    def free_before_the_check(conn, cursor, statement, parameters, context, executemany):
+        if not freed and statement == check:
+            freed.append(statement)
+            with engine.begin() as other:
+                other.execute(text(hold.format("NULL")), {"id": conversation["_id"]})
+
+    event.listen(engine, "before_cursor_execute", free_before_the_check)
+    try:
+        response = chat.post(
+            messages_url(conversation["_id"]), json={"content": "hi"}, headers=alice
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", free_before_the_check)
+    assert freed, "the check never ran: the store was not refused"
+    assert response.status_code == 201, response.get_json()
 
 
 def test_a_reply_that_takes_longer_than_the_turn_timeout_is_abandoned(florent_with, alice, model):

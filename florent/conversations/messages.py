@@ -237,15 +237,20 @@ class StoreMessage:
         """The message stored and its conversation, counted; or raise the error of the
         first condition that does not hold (or ConversationNotFound)."""
         stored = {"message_id": new_object_id(), "role": role, "content": content}
-        row = connection.execute(self.store, {**params, **stored, "status": status}).first()
-        if row is not None:
-            # The row dumps as the conversation: its own columns come first.
-            return JoinedMessage._make(row[len(CONVERSATION) :]), row
-        holds = connection.execute(self.check, params).first()
-        if holds is None:
-            raise ConversationNotFound()
-        failed = [error for error, held in zip(self.errors, holds, strict=True) if not held]
-        raise (failed or list(self.errors))[0]()
+        # Twice at most: a condition that failed the store may hold by the check (a reply
+        # slot freed in between), and then the store goes through.
+        for _ in range(2):
+            row = connection.execute(self.store, {**params, **stored, "status": status}).first()
+            if row is not None:
+                # The row dumps as the conversation: its own columns come first.
+                return JoinedMessage._make(row[len(CONVERSATION) :]), row
+            holds = connection.execute(self.check, params).first()
+            if holds is None:
+                raise ConversationNotFound()
+            failed = [error for error, held in zip(self.errors, holds, strict=True) if not held]
+            if failed:
+                raise failed[0]()
+        raise self.errors[0]()  # changed under both tries: refused as by the first condition
 
 
 STORE_APPENDED = StoreMessage.unless(
