@@ -251,13 +251,16 @@ def test_a_ticket_or_conversation_id_no_database_could_hold_is_refused_not_a_500
     hang_up(connect(live_server, conversation_id, ticket))
 
 
+@pytest.mark.parametrize(
+    "organization", ["Société Acme, EU", "Я" * 255], ids=["spaces and accents", "255 letters"]
+)
 def test_a_keys_ticket_opens_the_socket_whatever_its_organization_is_called(
-    app, client, live_server
+    app, client, live_server, organization
 ):
-    """An API key's organization may hold spaces, commas and accents, as the admin and
-    the CLI let it: its tickets open sockets all the same."""
+    """An API key's organization may hold spaces, commas and accents, up to 255 of any
+    characters, as the admin and the CLI let it: its tickets open sockets all the same."""
     with app.app_context():
-        _, plaintext = issue_api_key("Société Acme, EU", "bridge", by=TESTER)
+        _, plaintext = issue_api_key(organization, "bridge", by=TESTER)
     headers = bearer(plaintext)
     conversation_id = create_conversation(client, headers)["_id"]
     ws = connect(live_server, conversation_id, mint(live_server, headers, conversation_id))

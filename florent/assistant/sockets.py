@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from flask import Blueprint, current_app, g, request
 from simple_websocket import ConnectionClosed
+from wsproto.utilities import LocalProtocolError
 
 from .. import audit
 from ..auth import Caller, impersonation_event
@@ -54,7 +55,8 @@ def admit_with_ticket() -> None:
     (429) when its caller holds as many sockets as they may."""
     ticket = request.args.get("ticket", "")
     conversation_id = (request.view_args or {}).get("conversation_id", "")
-    caller = tickets.redeem_ticket(ticket, conversation_id) if 0 < len(ticket) <= 500 else None
+    within = 0 < len(ticket) <= tickets.TICKET_MAX_CHARS
+    caller = tickets.redeem_ticket(ticket, conversation_id) if within else None
     if caller is None:
         raise unauthorized()
     g.caller = caller
@@ -253,16 +255,16 @@ class ConversationSocket:
                 self.send(last)
 
     def send(self, frame: dict[str, Any]) -> None:
-        """Send a frame; a socket the person has closed, or reset, raises ConnectionClosed
-        (simple-websocket names only the first)."""
+        """Send a frame; a socket the person has closed, or reset, or that simple-websocket
+        is closing (a ping unanswered), raises ConnectionClosed: it names only the first."""
         try:
             with self._send_lock:
                 self.ws.send(orjson.dumps(frame).decode())
-        except OSError as error:
+        except (OSError, LocalProtocolError) as error:  # closing under us, in wsproto
             raise ConnectionClosed() from error
         self._last_frame = time.monotonic()
 
     def close(self, reason: int, message: str) -> None:
         """Close the socket, if the person has not closed or reset it already."""
-        with contextlib.suppress(ConnectionClosed, OSError):
+        with contextlib.suppress(ConnectionClosed, OSError, LocalProtocolError):
             self.ws.close(reason=reason, message=message)

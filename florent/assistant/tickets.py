@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,8 @@ from ..ids import is_object_id
 from ..models import API_KEY_IDENTITY_PREFIX, Conversation, SocketTicket
 
 TICKET_SECONDS = 60
+# Its organization in base64 (255 characters of up to four bytes each), a dot, its secret.
+TICKET_MAX_CHARS = math.ceil(255 * 4 * 4 / 3) + 1 + 43
 # Expired tickets are deleted this many at a time, until none is left.
 PURGE_BATCH = 1000
 
