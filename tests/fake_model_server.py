@@ -30,7 +30,8 @@ class FakeModelServer:
     `status` with an error body, or answers one whole JSON completion (with
     `completion_padding` bytes of an extra field, if told). Told
     `head_delay`, it waits that long before it answers at all; `body_delay`, between its
-    head and its body; `linger_after_done`, between [DONE] and the body's end. Told
+    head and its body; `linger_after_done`, between [DONE] and the body's end, silent, or
+    `chatter_after_done`, sending a comment every 0.2 s. Told
     `drop_reused`, it closes a connection without a word when a second request comes on it;
     `endless`, it sends those bytes over and over after its first event, never ending
     (in one chunk as long as a gigabyte when the body is chunked);
@@ -138,6 +139,11 @@ class FakeModelServer:
                 self._event("[DONE]")
                 if outer.linger_after_done:
                     outer.release.wait(outer.linger_after_done)
+                chatter_until = time.monotonic() + outer.chatter_after_done
+                while time.monotonic() < chatter_until and not outer.release.is_set():
+                    self._write_chunk(b": still here\n\n")
+                    self.wfile.flush()
+                    time.sleep(0.2)
                 self._write_chunk(b"")
 
             def _event(self, data: dict[str, Any] | str) -> None:
@@ -174,6 +180,7 @@ class FakeModelServer:
         self.delay = 0.0
         self.head_delay = 0.0
         self.linger_after_done = 0.0
+        self.chatter_after_done = 0.0
         self.body_delay = 0.0
         self.drop_reused = False
         self.die_after: float | None = None

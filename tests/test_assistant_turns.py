@@ -803,6 +803,22 @@ def test_a_reply_stopped_before_its_first_word_in_a_conversation_deleted_meanwhi
     assert list(events) == [("error", {"error": "not_found"})]
 
 
+def test_a_reply_ends_soon_after_done_however_long_the_model_chatters_after_it(
+    app, florent_with, alice, model
+):
+    """A body's end is waited for a second in all, not a second between its bytes: a
+    server that keeps sending comments after [DONE] is hung up on."""
+    client = florent_with(llm_turn_timeout=10).test_client()
+    conversation = create_conversation(client, alice, title="Chatty")
+    model.chatter_after_done = 10
+    started = time.monotonic()
+
+    response = client.post(messages_url(conversation["_id"]), json={"content": "hi"}, headers=alice)
+
+    assert response.status_code == 201
+    assert time.monotonic() - started < 5
+
+
 def test_a_turn_whose_slot_is_freed_between_its_statements_is_taken(florent, chat, alice, model):
     """Its store found the conversation's reply slot held; by the check that tells why,
     the slot was free. The turn is stored then, not refused with an error no condition

@@ -248,13 +248,17 @@ class ModelStream:
     def _read_to_the_end(self, response: urllib3.BaseHTTPResponse, chunks: Iterator[bytes]) -> None:
         """The body's end (its last, empty chunk), read so that urllib3 puts the connection
         back in its pool, where a body left half read would close it. The reply is whole
-        already, so the end gets BODY_END_SECONDS: urllib3 closes a connection whose read
-        times out, and sets the timeout again on the next request."""
+        already, so the end gets BODY_END_SECONDS in all; a server still silent, or still
+        talking, by then is hung up on. (urllib3 sets the socket's timeout again on the
+        connection's next request.)"""
+        give_up = time.monotonic() + BODY_END_SECONDS
         if response.connection is not None and response.connection.sock is not None:
             response.connection.sock.settimeout(BODY_END_SECONDS)
         with contextlib.suppress(ModelServerError, HTTPError, OSError):
             for _ in chunks:
-                pass
+                if time.monotonic() > give_up:
+                    response.close()  # its connection goes back to the pool closed
+                    return
 
     def _heard_by(self, deadline: float, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """The body's chunks, each one news from the model (keep-alive comments too),
