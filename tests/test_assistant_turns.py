@@ -783,6 +783,16 @@ def test_a_reply_ends_at_done_however_long_the_model_lingers_after_it(florent, c
     assert [name for name, _ in events][-1] == "done"
     assert time.monotonic() - started < 5
     assert stored(florent, conversation["_id"])[1][-1] == ("assistant", "Hello, I am Florent.")
+    assert_the_next_turn_comes_on_a_new_connection(chat, alice, conversation["_id"], model)
+
+
+def assert_the_next_turn_comes_on_a_new_connection(client, alice, conversation_id, model):
+    """urllib3 closed the connection whose body's end was given up on, and opened another
+    for the next turn: a half-read one never went back into use."""
+    model.linger_after_done = model.chatter_after_done = 0
+    again = client.post(messages_url(conversation_id), json={"content": "again"}, headers=alice)
+    assert again.status_code == 201
+    assert model.requests[-1]["client"] != model.requests[-2]["client"]
 
 
 def test_a_reply_stopped_before_its_first_word_in_a_conversation_deleted_meanwhile_is_not_found(
@@ -817,6 +827,7 @@ def test_a_reply_ends_soon_after_done_however_long_the_model_chatters_after_it(
 
     assert response.status_code == 201
     assert time.monotonic() - started < 5
+    assert_the_next_turn_comes_on_a_new_connection(client, alice, conversation["_id"], model)
 
 
 def test_a_turn_whose_slot_is_freed_between_its_statements_is_taken(florent, chat, alice, model):
