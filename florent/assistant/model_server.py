@@ -22,7 +22,7 @@ import urllib3
 from urllib3.exceptions import HTTPError, ProtocolError, TimeoutError
 
 from ..config import Settings
-from .wire import BadStream, chunk_parts, completion_text, sse_data, sse_lines
+from .wire import ERROR_LOGGED, BadStream, chunk_parts, completion_text, sse_data, sse_lines
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,6 @@ COMPLETION_MAX_BYTES = 12 * REPLY_MAX_CHARS
 # How long the body's end may take to follow [DONE]: a server that lingers longer is hung
 # up on, which costs it its connection and the reply nothing.
 BODY_END_SECONDS = 1.0
-ERROR_BODY_LOGGED = 300  # bytes of a model server's error body that go into the log
 READ_SIZE = 64 * 1024
 
 
@@ -199,7 +198,7 @@ class ModelStream:
 
     def _texts(self, response: urllib3.BaseHTTPResponse, deadline: float) -> Iterator[str]:
         if response.status != 200:
-            head = response.read(ERROR_BODY_LOGGED, decode_content=True)
+            head = response.read(ERROR_LOGGED, decode_content=True)
             raise ModelServerError(f"HTTP {response.status}: {head!r}")
         if response.headers.get("content-type", "").startswith("application/json"):
             # A server that ignores `stream: true` answers with one whole completion.

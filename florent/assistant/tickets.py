@@ -116,6 +116,8 @@ def redeem_ticket(ticket: str, conversation_id: str) -> Caller | None:
     """The caller the ticket was minted for, if it is for this conversation, alive, and
     not minted by a key revoked since, nor by a session token expired since; it cannot be
     used again either way."""
+    if not 0 < len(ticket) <= TICKET_MAX_CHARS:
+        return None
     organization, dot, _ = ticket.partition(".")
     try:
         org_id = base64.urlsafe_b64decode(organization + "=" * (-len(organization) % 4)).decode()

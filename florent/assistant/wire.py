@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-ERROR_LOGGED = 300  # characters of a model server's error event that go into the log
+ERROR_LOGGED = 300  # how much of a model server's error (body or event) goes into the log
 
 
 class BadStream(ValueError):
